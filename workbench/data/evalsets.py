@@ -1,0 +1,280 @@
+"""Eval sets in the store: import (strict or lenient, atomic), the bundled demo catalogue, list/show/delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from workbench import store
+from workbench.data.model import (
+    ATTRIBUTE_COLUMNS,
+    IMAGE_COLUMNS,
+    PAIR_COLUMNS,
+    PRODUCT_COLUMNS,
+    TEXT_COLUMNS,
+    EvalSetData,
+)
+from workbench.data.splits import NEGATIVE_KINDS, make_pairs
+
+Progress = Callable[[int, int], None]
+DEMO_NAME = "demo"
+DEMO_PRODUCTS = 2000
+
+
+class EvalSetError(ValueError):
+    """A user-facing problem with an eval set (unknown name, name taken, nothing to import…)."""
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    name: str | None
+    imported: bool
+    n_rows: int
+    n_bad_rows: int
+    report: pd.DataFrame
+    summary: dict
+
+
+def content_hash(data: EvalSetData) -> str:
+    """SHA-256 over the image bytes' hashes, the texts and the labelled pairs (order independent)."""
+    digest = hashlib.sha256()
+    for frame, columns in (
+        (data.images, ["image_id", "product_id", "sha256"]),
+        (data.texts, ["text_id", "product_id", "sha256"]),
+        (data.pairs, ["pair_id", "image_id", "text_id", "label", "split", "pair_kind"]),
+    ):
+        if frame is None:
+            continue
+        for row in frame[columns].sort_values(columns[0]).itertuples(index=False):
+            digest.update("\x1f".join("" if pd.isna(v) else str(v) for v in row).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 100 or any(c in name for c in "/\\\n\t"):
+        raise EvalSetError(f"Invalid eval set name {name!r}: use 1–100 characters without slashes or newlines.")
+    return name
+
+
+def store_eval_set(
+    con,
+    name: str,
+    data: EvalSetData,
+    *,
+    seed: int,
+    source: str,
+    fmt: str,
+    options: dict | None = None,
+    replace: bool = False,
+) -> dict:
+    """Write a complete eval set (with pairs) in one transaction; nothing is written if anything fails."""
+    name = _check_name(name)
+    if data.pairs is None or data.pairs.empty:
+        raise EvalSetError("The eval set has no pairs to store (no valid rows?).")
+    exists = con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]
+    if exists and not replace:
+        raise EvalSetError(f"An eval set named {name!r} already exists; choose another name or delete it first.")
+    summary = {
+        "name": name,
+        "content_hash": content_hash(data),
+        "n_products": len(data.products),
+        "n_images": len(data.images),
+        "n_texts": len(data.texts),
+        "n_pairs": len(data.pairs),
+    }
+    with store.transaction(con):
+        if exists:
+            _delete_rows(con, name)
+        con.execute(
+            "INSERT INTO eval_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, datetime.now(), source, fmt, summary["content_hash"], seed, json.dumps(options or {}),
+             summary["n_products"], summary["n_images"], summary["n_texts"], summary["n_pairs"]],
+        )
+        for table, frame, columns in (
+            ("products", data.products, PRODUCT_COLUMNS),
+            ("attributes", data.attributes, ATTRIBUTE_COLUMNS),
+            ("images", data.images, IMAGE_COLUMNS),
+            ("texts", data.texts, TEXT_COLUMNS),
+            ("pairs", data.pairs, PAIR_COLUMNS),
+        ):
+            rows = frame[list(columns)].copy()
+            rows.insert(0, "eval_set", name)
+            store.insert_frame(con, table, rows)
+    return summary
+
+
+def _log_import(con, name: str | None, source: str, fmt: str, mode: str, status: str, n_rows: int,
+                report: pd.DataFrame) -> None:
+    con.execute(
+        "INSERT INTO import_log (eval_set, imported_at, source, format, mode, status, n_rows, n_bad_rows, report) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [name, datetime.now(), source, fmt, mode, status, n_rows,
+         int(report["row"].nunique()) if not report.empty else 0, report.to_json(orient="records")],
+    )
+
+
+def import_eval_set(
+    path: str | os.PathLike[str],
+    name: str,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    fmt: str | None = None,
+    mapping: dict[str, str] | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    strict: bool = True,
+    negatives: tuple[str, ...] = NEGATIVE_KINDS,
+    seed: int = 0,
+    validate_only: bool = False,
+    progress: Progress | None = None,
+) -> ImportOutcome:
+    """Read, validate and (unless ``validate_only``) store an eval set.
+
+    Strict mode stores nothing when any row has an error; lenient mode stores the good rows. Either way the
+    per-row report is returned and logged in ``import_log``.
+    """
+    from workbench.data.images import ImageCache
+    from workbench.data.importers import guess_format, read_source
+
+    name = _check_name(name)
+    path = Path(path)
+    fmt = fmt or guess_format(path)
+    cache_dir = store.resolve_db_path(db).parent / "image_cache"
+    result = read_source(path, format=fmt, mapping=mapping, image_root=image_root,
+                         image_cache=ImageCache(cache_dir), progress=progress)
+    report = result.report.to_frame()
+    n_rows = result.report.n_rows
+    n_bad = result.report.n_bad_rows
+    mode = "strict" if strict else "lenient"
+    blocked = validate_only or (strict and n_bad > 0)
+    summary: dict = {}
+    with store.connect(db) as con:
+        if not blocked:
+            if result.data.images.empty or result.data.texts.empty:
+                raise EvalSetError(f"No valid rows to import from {path} ({n_bad} of {n_rows} rows have errors).")
+            paired = make_pairs(result.data, negatives=tuple(negatives), seed=seed)
+            summary = store_eval_set(con, name, paired, seed=seed, source=str(path), fmt=fmt,
+                                     options={"mapping": mapping or {}, "negatives": list(negatives), "mode": mode})
+        status = "validated" if validate_only else ("rejected" if blocked else "imported")
+        _log_import(con, None if blocked else name, str(path), fmt, mode, status, n_rows, report)
+    return ImportOutcome(name if not blocked else None, not blocked, n_rows, n_bad, report, summary)
+
+
+def media_dir(db: str | os.PathLike[str] | None, name: str) -> Path:
+    return store.resolve_db_path(db).parent / "media" / name
+
+
+def create_catalog_eval_set(
+    name: str = DEMO_NAME,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    n_products: int = DEMO_PRODUCTS,
+    seed: int = 0,
+    progress: Progress | None = None,
+    replace: bool = False,
+) -> dict:
+    """Generate the synthetic bilingual catalogue, add negatives and splits, and store it as an eval set."""
+    from workbench.data.catalog import generate_catalog
+
+    name = _check_name(name)
+    parts = generate_catalog(media_dir(db, name), n_products=n_products, seed=seed, progress=progress)
+    data = EvalSetData(parts.products, parts.attributes, parts.images, parts.texts)
+    paired = make_pairs(data, negatives=NEGATIVE_KINDS, seed=seed)
+    with store.connect(db) as con:
+        return store_eval_set(con, name, paired, seed=seed, source="synthetic catalogue", fmt="catalog",
+                              options={"n_products": n_products, "negatives": list(NEGATIVE_KINDS)},
+                              replace=replace)
+
+
+def ensure_demo_eval_set(
+    *, db: str | os.PathLike[str] | None = None, n_products: int = DEMO_PRODUCTS, seed: int = 0,
+    progress: Progress | None = None,
+) -> str:
+    """Create the bundled demo catalogue the first time it is needed; return its eval-set name."""
+    name = DEMO_NAME if n_products == DEMO_PRODUCTS and seed == 0 else f"{DEMO_NAME}-{n_products}-s{seed}"
+    with store.connect(db) as con:
+        exists = con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]
+    if not exists:
+        create_catalog_eval_set(name, db=db, n_products=n_products, seed=seed, progress=progress)
+    return name
+
+
+def list_eval_sets(db: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    with store.connect(db) as con:
+        return store.query_frame(
+            con,
+            "SELECT name, created_at, source, format, n_products, n_images, n_texts, n_pairs, seed, content_hash "
+            "FROM eval_sets ORDER BY created_at DESC",
+        )
+
+
+def get_eval_set_info(name: str, db: str | os.PathLike[str] | None = None) -> dict:
+    """Summary of one eval set: counts per split/kind/label/category/language."""
+    with store.connect(db) as con:
+        row = store.query_frame(con, "SELECT * FROM eval_sets WHERE name = ?", [name])
+        if row.empty:
+            available = [r[0] for r in con.execute("SELECT name FROM eval_sets ORDER BY name").fetchall()]
+            raise EvalSetError(f"Eval set {name!r} not found. Available: {available}")
+        info = row.iloc[0].to_dict()
+        info["options"] = json.loads(info["options"] or "{}")
+        info["pairs_by_split"] = store.query_frame(
+            con,
+            "SELECT split, pair_kind, label, count(*) AS n FROM pairs WHERE eval_set = ? "
+            "GROUP BY ALL ORDER BY split, pair_kind", [name],
+        )
+        info["categories"] = store.query_frame(
+            con, "SELECT category, count(*) AS n_products FROM products WHERE eval_set = ? GROUP BY ALL "
+            "ORDER BY n_products DESC", [name],
+        )
+        info["languages"] = store.query_frame(
+            con, "SELECT language, count(*) AS n_texts FROM texts WHERE eval_set = ? GROUP BY ALL", [name]
+        )
+    return info
+
+
+def load_eval_set(con, name: str) -> EvalSetData:
+    """Load every table of one eval set (used by the runner)."""
+    exists = con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]
+    if not exists:
+        available = [r[0] for r in con.execute("SELECT name FROM eval_sets ORDER BY name").fetchall()]
+        raise EvalSetError(f"Eval set {name!r} not found. Available: {available}")
+
+    def read(table: str, columns: tuple[str, ...], order: str) -> pd.DataFrame:
+        cols = ", ".join(columns)
+        return store.query_frame(con, f"SELECT {cols} FROM {table} WHERE eval_set = ? ORDER BY {order}", [name])
+
+    return EvalSetData(
+        products=read("products", PRODUCT_COLUMNS, "product_id"),
+        attributes=read("attributes", ATTRIBUTE_COLUMNS, "product_id, name"),
+        images=read("images", IMAGE_COLUMNS, "image_id"),
+        texts=read("texts", TEXT_COLUMNS, "text_id"),
+        pairs=read("pairs", PAIR_COLUMNS, "pair_id"),
+    )
+
+
+def _delete_rows(con, name: str) -> None:
+    run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs WHERE eval_set = ?", [name]).fetchall()]
+    for table in ("scores", "run_embeddings", "metrics", "run_artifacts"):
+        for run_id in run_ids:
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+    con.execute("DELETE FROM runs WHERE eval_set = ?", [name])
+    for table in ("pairs", "texts", "images", "attributes", "products", "label_errors"):
+        con.execute(f"DELETE FROM {table} WHERE eval_set = ?", [name])
+    con.execute("DELETE FROM eval_sets WHERE name = ?", [name])
+
+
+def delete_eval_set(name: str, db: str | os.PathLike[str] | None = None) -> None:
+    """Delete an eval set and the runs made on it (the embedding cache is kept: it is keyed by content)."""
+    with store.connect(db) as con:
+        if not con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]:
+            raise EvalSetError(f"Eval set {name!r} not found.")
+        with store.transaction(con):
+            _delete_rows(con, name)

@@ -1,0 +1,247 @@
+"""Safe image loading, probing, hashing and a download cache for URL images.
+
+Every failure is an :class:`ImageError` with a stable ``code`` (the validation issue code) and a message
+that says what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_PIXELS = 64_000_000
+_CHUNK = 1 << 20
+_PROBE_SIDE = 32
+_bomb_guard_lock = threading.Lock()
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; ``code`` is the validation issue code (e.g. ``"corrupt_image"``)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    format: str
+    sha256: str
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of the UTF-8 encoding of ``text``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def _pillow_bomb_check_disabled() -> Iterator[None]:
+    """Switch off Pillow's own pixel limit while a header is parsed; the caller applies ``max_pixels`` itself.
+
+    Pillow refuses images above ``2 * MAX_IMAGE_PIXELS`` before we can see their size, which would make a
+    ``max_pixels`` above that limit unusable. The lock keeps concurrent callers from restoring a stale value.
+    """
+    with _bomb_guard_lock:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageError(f"file not found: {path}; check the path and the image root", code="missing_file")
+    if not path.is_file():
+        raise ImageError(f"not a regular file: {path}", code="missing_file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"file is empty (0 bytes): {path}; re-export or re-download it", code="zero_bytes")
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """Open lazily (header only) and refuse images over ``max_pixels`` before anything is decoded."""
+    try:
+        with _pillow_bomb_check_disabled():
+            im = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"not an image or an unsupported format: {path}; convert it to JPEG or PNG", code="not_image"
+        ) from None
+    except Exception as exc:  # damaged headers raise assorted errors inside Pillow's plugins
+        raise ImageError(
+            f"corrupt image header in {path}: {exc}; re-export the file", code="corrupt_image"
+        ) from exc
+    width, height = im.size
+    if width * height > max_pixels:
+        im.close()
+        raise ImageError(
+            f"too large: {width}×{height} = {width * height / 1e6:.1f} megapixels > limit "
+            f"{max_pixels / 1e6:.1f}; downscale the image or raise max_pixels",
+            code="too_large",
+        )
+    return im
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any mode (palette, alpha, CMYK, 16-bit, grayscale) to RGB; transparency becomes white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode.startswith("I") or im.mode == "F":
+        arr = np.asarray(im).astype(np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and arr.max(initial=0) > 255):
+            arr = arr / 257.0
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return im.convert("RGB")
+
+
+def _decode(path: Path, max_side: int, max_pixels: int) -> tuple[Image.Image, int, int, str]:
+    """Decode once at reduced size; return the RGB thumbnail with the original width, height and format."""
+    _check_file(path)
+    im = _open_checked(path, max_pixels)
+    width, height, fmt = im.size[0], im.size[1], im.format or "unknown"
+    try:
+        with im:
+            if fmt == "JPEG":
+                im.draft("RGB", (max_side, max_side))
+            im.thumbnail((max_side, max_side))
+            rgb = _to_rgb(im)
+            rgb.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"too large: {path}: {exc}", code="too_large") from exc
+    except Exception as exc:  # damaged data makes Pillow's plugins raise struct.error, IndexError, …
+        raise ImageError(
+            f"corrupt or truncated image {path}: {exc}; re-export or re-download it", code="corrupt_image"
+        ) from exc
+    return rgb, width, height, fmt
+
+
+def load_image(
+    path: str | os.PathLike[str], *, max_side: int = 256, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """Load an image as RGB with its long side at most ``max_side``.
+
+    JPEGs are decoded at reduced scale (``Image.draft``); other formats are decoded once and thumbnailed.
+    Raises :class:`ImageError` for missing, empty, non-image, corrupt or over-``max_pixels`` files.
+    """
+    return _decode(Path(path), max_side, max_pixels)[0]
+
+
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
+    """Validate an image fully (header and a reduced decode) and hash its bytes."""
+    path = Path(path)
+    _, width, height, fmt = _decode(path, _PROBE_SIDE, max_pixels)
+    return ImageInfo(width=width, height=height, format=fmt, sha256=sha256_file(path))
+
+
+def is_url(value: str) -> bool:
+    """True for values with a URL scheme (``http://``, ``ftp://`` …); Windows drive letters do not count."""
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", value) is not None
+
+
+class ImageCache:
+    """Downloads http(s) images once into ``cache_dir``; later fetches of a URL are served from disk."""
+
+    def __init__(
+        self, cache_dir: str | os.PathLike[str], *, timeout: float = 10.0, max_bytes: int = 20_000_000
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def path_for(self, url: str) -> Path:
+        """Where ``url`` is (or would be) cached: sha256 of the URL plus the URL's file extension."""
+        suffix = Path(urllib.parse.urlsplit(url).path).suffix.lower()
+        if not re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+            suffix = ""
+        return self.cache_dir / f"{hashlib.sha256(url.encode('utf-8')).hexdigest()}{suffix}"
+
+    def fetch(self, url: str) -> Path:
+        """Return the local path of ``url``, downloading it on first use; raises ImageError ``url_failed``."""
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ImageError(
+                f"unsupported URL scheme {scheme or '(none)'!r} in {url}; only http(s) images are fetched",
+                code="url_failed",
+            )
+        target = self.path_for(url)
+        with self._lock_for(url):
+            if target.exists():
+                return target
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self._download(url, target)
+        return target
+
+    def _lock_for(self, url: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(url, threading.Lock())
+
+    def _download(self, url: str, target: Path) -> None:
+        fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".part-", suffix=target.suffix)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self._stream(url, out)
+            os.replace(tmp_name, target)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+
+    def _stream(self, url: str, out: BinaryIO) -> None:
+        request = urllib.request.Request(url, headers={"User-Agent": "workbench-image-cache/1"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                length = response.headers.get("Content-Length")
+                if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                    raise ImageError(
+                        f"download too large: {url} is {int(length):,} bytes > limit {self.max_bytes:,}",
+                        code="url_failed",
+                    )
+                received = 0
+                while chunk := response.read(64 * 1024):
+                    received += len(chunk)
+                    if received > self.max_bytes:
+                        raise ImageError(
+                            f"download too large: {url} exceeded {self.max_bytes:,} bytes; aborted",
+                            code="url_failed",
+                        )
+                    out.write(chunk)
+        except urllib.error.HTTPError as exc:
+            raise ImageError(f"HTTP {exc.code} {exc.reason} for {url}", code="url_failed") from exc
+        except urllib.error.URLError as exc:
+            reason = "timed out" if isinstance(exc.reason, TimeoutError) else str(exc.reason)
+            raise ImageError(f"could not fetch {url}: {reason}", code="url_failed") from exc
+        except TimeoutError as exc:
+            raise ImageError(f"timed out after {self.timeout:g} s fetching {url}", code="url_failed") from exc
+        except OSError as exc:
+            raise ImageError(f"could not fetch {url}: {exc}", code="url_failed") from exc

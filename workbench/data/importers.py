@@ -1,0 +1,690 @@
+"""Import eval sets from CSV, TSV, JSONL, Parquet or an image folder, validating every row.
+
+A reader turns a source into a :class:`RawTable` of strings; :func:`read_source` maps its columns to
+:data:`FIELDS`, resolves and probes images, checks consistency between rows and builds an
+:class:`~workbench.data.model.EvalSetData` from the rows without errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.data.images import (
+    MAX_PIXELS,
+    ImageCache,
+    ImageError,
+    ImageInfo,
+    is_url,
+    probe_image,
+    sha256_text,
+)
+from workbench.data.model import (
+    ATTRIBUTE_COLUMNS,
+    IMAGE_COLUMNS,
+    PAIR_COLUMNS,
+    PRODUCT_COLUMNS,
+    SPLITS,
+    TEXT_COLUMNS,
+    EvalSetData,
+    empty_frame,
+)
+from workbench.data.validation import RowIssue, ValidationReport
+
+FIELDS = ("image", "text", "product", "category", "label", "split", "language", "id")
+REQUIRED_FIELDS = ("image", "text")
+ATTR_PREFIX = "attr."
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+PROBE_WORKERS = 4
+
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "image": (
+        "image", "image_path", "img", "img_path", "image_file", "image_url", "img_url", "url", "path", "file",
+        "filename", "file_name", "picture", "photo", "图片", "图片路径", "图像",
+    ),
+    "text": (
+        "text", "title", "caption", "description", "desc", "product_title", "product_name", "name",
+        "sentence", "query", "标题", "商品标题", "文本", "描述",
+    ),
+    "product": (
+        "product", "product_id", "sku", "item_id", "item", "asin", "goods_id", "spu",
+        "商品id", "商品编号",
+    ),
+    "category": ("category", "category_name", "cat", "class", "product_type", "类目", "类别", "品类"),
+    "label": ("label", "is_match", "match", "is_positive", "target", "y", "标签"),
+    "split": ("split", "subset", "fold", "partition", "划分"),
+    "language": ("language", "lang", "locale", "语言"),
+    "id": ("id", "pair_id", "row_id", "uid"),
+    "attr.color": ("color", "colour", "颜色"),
+    "attr.material": ("material", "材质"),
+    "attr.pattern": ("pattern", "图案"),
+    "attr.brand": ("brand", "品牌"),
+}  # fmt: skip
+_LABELS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0, "y": 1, "n": 0, "t": 1, "f": 0}
+_SPLIT_ALIASES = {
+    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}  # fmt: skip
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+_CJK_OR_PUNCT = re.compile(
+    r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u2000-\u206f]"
+)
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class RawTable:
+    """A source read as strings. ``rows`` holds (1-based data row, {column: value}); unreadable rows are
+    absent from ``rows`` but have an error in ``issues`` and count in ``n_rows``."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    issues: list[RowIssue] = field(default_factory=list)
+    n_rows: int = 0
+
+    def add(self, row: int, field: str, code: str, message: str) -> None:
+        """Record an error on ``row``."""
+        self.issues.append(RowIssue(row=row, field=field, severity="error", code=code, message=message))
+
+
+@dataclass(frozen=True)
+class ImporterSpec:
+    """Everything about one importer: registry name, what it reads, and its reader."""
+
+    name: str
+    description: str
+    extensions: tuple[str, ...]
+    reader: Callable[[Path], RawTable]
+    reads_directory: bool = False
+
+
+@dataclass
+class ImportResult:
+    """The rows without errors as an eval set, the full report, and the rows left out."""
+
+    data: EvalSetData
+    report: ValidationReport
+    bad_rows: set[int]
+
+
+_IMPORTERS: dict[str, ImporterSpec] = {}
+
+
+def register_importer(spec: ImporterSpec) -> ImporterSpec:
+    """Add (or replace) an importer under ``spec.name``."""
+    _IMPORTERS[spec.name] = spec
+    return spec
+
+
+def list_importers() -> list[str]:
+    return sorted(_IMPORTERS)
+
+
+def get_importer(name: str) -> ImporterSpec:
+    try:
+        return _IMPORTERS[name]
+    except KeyError:
+        raise KeyError(f"importer {name!r} not found. Available: {list_importers()}") from None
+
+
+def guess_format(path: str | os.PathLike[str]) -> str:
+    """Importer name for a path: a directory is ``folder``, a file goes by its extension."""
+    path = Path(path)
+    for spec in _IMPORTERS.values():
+        if path.is_dir() if spec.reads_directory else path.suffix.lower() in spec.extensions:
+            return spec.name
+    known = sorted(ext for spec in _IMPORTERS.values() for ext in spec.extensions)
+    raise ValueError(f"cannot guess the format of {path}: expected a directory or one of {known}")
+
+
+# --- column mapping -----------------------------------------------------------------------------------------
+
+
+def _normalize(column: str) -> str:
+    return re.sub(r"[\s\-.]+", "_", column.strip().lower())
+
+
+def guess_mapping(columns: Iterable[str]) -> dict[str, str]:
+    """Map fields to columns by common names (``img``, ``title``, ``sku``, ``is_match``, ``attr_color`` …)."""
+    columns = list(columns)
+    by_name: dict[str, str] = {}
+    for column in columns:
+        by_name.setdefault(_normalize(column), column)
+    mapping: dict[str, str] = {}
+    used: set[str] = set()
+    for name, synonyms in _SYNONYMS.items():
+        for synonym in synonyms:
+            column = by_name.get(synonym)
+            if column is not None and column not in used:
+                mapping[name] = column
+                used.add(column)
+                break
+    for column in columns:
+        normalized = _normalize(column)
+        if column not in used and normalized.startswith("attr_") and len(normalized) > len("attr_"):
+            mapping.setdefault(ATTR_PREFIX + normalized[len("attr_") :], column)
+    return mapping
+
+
+def _resolve_mapping(
+    columns: list[str], user: Mapping[str, str | None] | None, report: ValidationReport
+) -> dict[str, str]:
+    """Guesses overridden by the user's mapping (``None`` unmaps a field); missing columns become issues."""
+    mapping = guess_mapping(columns)
+    user = dict(user or {})
+    reported: set[str] = set()
+    for key, column in user.items():
+        if key not in FIELDS and not (key.startswith(ATTR_PREFIX) and len(key) > len(ATTR_PREFIX)):
+            raise ValueError(f"unknown field {key!r}; fields are {list(FIELDS)} or 'attr.NAME'")
+        mapping = {k: v for k, v in mapping.items() if k in user or v != column}
+        mapping.pop(key, None)
+        if column is None:
+            continue
+        if column in columns:
+            mapping[key] = column
+        else:
+            reported.add(key)
+            report.add(
+                0,
+                key,
+                "missing_column",
+                f"column {column!r} mapped to {key!r} does not exist; available columns: {columns}",
+            )
+    for name in REQUIRED_FIELDS:
+        if name not in mapping and name not in reported:
+            report.add(
+                0,
+                name,
+                "missing_column",
+                f"no column for {name!r} among {columns}; pass mapping={{{name!r}: COLUMN}}",
+            )
+    return mapping
+
+
+# --- readers ------------------------------------------------------------------------------------------------
+
+
+def _source_issue(code: str, message: str, *, severity: str = "error") -> RowIssue:
+    return RowIssue(row=0, field="source", severity=severity, code=code, message=message)
+
+
+def _plausible_gb18030(text: str) -> bool:
+    """Decoded GB18030 looks like real text: no control/private-use characters, non-ASCII mostly CJK."""
+    non_ascii = [ch for ch in text if ord(ch) > 127]
+    if any(unicodedata.category(ch) in ("Cc", "Co", "Cn", "Cs") and ch not in "\t\r\n" for ch in text):
+        return False
+    return len(_CJK_OR_PUNCT.findall("".join(non_ascii))) >= 0.9 * len(non_ascii)
+
+
+def _decode_source(data: bytes) -> tuple[str | None, RowIssue | None]:
+    """UTF-8 (with or without BOM), else plausible GB18030 with a warning, else a ``bad_encoding`` error."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and _plausible_gb18030(text):
+        return text, _source_issue(
+            "fallback_encoding",
+            "decoded as GB18030, not UTF-8; check the text and re-save as UTF-8",
+            severity="warning",
+        )
+    return None, _source_issue(
+        "bad_encoding",
+        f"neither UTF-8 (bad byte at offset {utf8_error.start}) nor GB18030 text; re-save the file as UTF-8",
+    )
+
+
+def _read_delimited(path: Path, delimiter: str) -> RawTable:
+    table = RawTable()
+    text, issue = _decode_source(path.read_bytes())
+    if issue is not None:
+        table.issues.append(issue)
+    if text is None:
+        return table
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    row = 0
+    try:
+        header = next(reader, [])
+        table.columns = [c.strip() for c in header]
+        for record in reader:
+            if not any(value.strip() for value in record):
+                continue
+            row += 1
+            if len(record) > len(table.columns):
+                message = (
+                    f"{len(record)} values for {len(table.columns)} columns; quote values with {delimiter!r}"
+                )
+                table.add(row, "source", "malformed_row", message)
+                continue
+            record += [""] * (len(table.columns) - len(record))
+            table.rows.append((row, dict(zip(table.columns, record, strict=True))))
+    except csv.Error as exc:
+        row += 1
+        table.add(row, "source", "malformed_row", f"unreadable from here on ({exc}); fix the quoting")
+    table.n_rows = row
+    return table
+
+
+def _to_str(value: Any) -> str:
+    """A cell as text: missing → "", 1.0 → "1", booleans → true/false, nested values → JSON."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _read_jsonl(path: Path) -> RawTable:
+    table = RawTable()
+    columns: dict[str, None] = {}
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        line = line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line
+        if not line.strip():
+            continue
+        table.n_rows += 1
+        try:
+            obj = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            table.add(number, "source", "bad_encoding", f"line {number} is not UTF-8; re-save as UTF-8")
+            continue
+        except json.JSONDecodeError as exc:
+            message = f"line {number} is not valid JSON ({exc.msg}, column {exc.colno}); fix or remove it"
+            table.add(number, "source", "bad_json", message)
+            continue
+        if not isinstance(obj, dict):
+            message = f"line {number} is a JSON {type(obj).__name__}, expected an object {{...}}"
+            table.add(number, "source", "bad_json", message)
+            continue
+        values = {str(k): _to_str(v) for k, v in obj.items()}
+        columns.update(dict.fromkeys(values))
+        table.rows.append((number, values))
+    table.columns = list(columns)
+    return table
+
+
+def _read_parquet(path: Path) -> RawTable:
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        return RawTable(
+            issues=[_source_issue("unreadable_source", f"cannot read Parquet file {path}: {exc}")]
+        )
+    columns = [str(c) for c in frame.columns]
+    rows = [
+        (i, {c: _to_str(v) for c, v in zip(columns, record, strict=True)})
+        for i, record in enumerate(frame.itertuples(index=False, name=None), start=1)
+    ]
+    return RawTable(columns=columns, rows=rows, n_rows=len(rows))
+
+
+def _words(name: str) -> list[str]:
+    return re.sub(r"[\d_\-.]+", " ", name).lower().split()
+
+
+def _caption_from_name(category: str, stem: str) -> str:
+    """``("mugs", "red_mug_01")`` → "red mug"; category words not already in the stem are appended."""
+    words = _words(stem)
+    for word in _words(category):
+        if not any(word.startswith(w) or w.startswith(word) for w in words):
+            words.append(word)
+    return " ".join(words)
+
+
+def _read_folder(root: Path) -> RawTable:
+    """One sub-folder per category; optional sidecars ``NAME.txt`` (caption), ``NAME.json`` ({"product"})."""
+    table = RawTable(columns=["image", "text", "product", "category"])
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and not p.is_dir()
+    )
+    for row, image in enumerate(files, start=1):
+        relative = image.relative_to(root)
+        category = relative.parts[0] if len(relative.parts) > 1 else ""
+        values = {
+            "image": relative.as_posix(),
+            "text": _caption_from_name(category, image.stem),
+            "product": relative.with_suffix("").as_posix(),
+            "category": category,
+        }
+        caption, meta = image.with_suffix(".txt"), image.with_suffix(".json")
+        try:
+            if caption.is_file():
+                values["text"] = caption.read_bytes().decode("utf-8-sig").strip()
+            if meta.is_file():
+                sidecar = json.loads(meta.read_bytes().decode("utf-8-sig"))
+                if not isinstance(sidecar, dict):
+                    raise ValueError(f"expected a JSON object, got {type(sidecar).__name__}")
+                if sidecar.get("product") not in (None, ""):
+                    values["product"] = _to_str(sidecar["product"])
+        except UnicodeDecodeError:
+            table.add(row, "text", "bad_encoding", f"sidecar of {relative} is not UTF-8; re-save it")
+            continue
+        except ValueError as exc:
+            table.add(row, "product", "bad_json", f"{meta.name}: {exc}; fix the file")
+            continue
+        table.rows.append((row, values))
+    table.n_rows = len(files)
+    return table
+
+
+register_importer(ImporterSpec("csv", "comma-separated values", (".csv",), lambda p: _read_delimited(p, ",")))
+register_importer(
+    ImporterSpec("tsv", "tab-separated values", (".tsv", ".tab"), lambda p: _read_delimited(p, "\t"))
+)
+register_importer(ImporterSpec("jsonl", "one JSON object per line", (".jsonl", ".ndjson"), _read_jsonl))
+register_importer(ImporterSpec("parquet", "Apache Parquet table", (".parquet", ".pq"), _read_parquet))
+register_importer(
+    ImporterSpec("folder", "one sub-folder per category of images, optional sidecars", (), _read_folder, True)
+)
+
+
+# --- rows ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    number: int
+    image_key: str | None  # resolved absolute path or URL; None when unusable
+    text: str
+    product: str
+    category: str
+    label: int | None
+    split: str | None
+    language: str
+    row_id: str
+    attributes: dict[str, str]
+
+
+def _detect_language(text: str) -> str:
+    """``zh`` when CJK characters are at least as many as Latin words, else ``en``."""
+    cjk = len(_CJK.findall(text))
+    return "zh" if cjk and cjk >= len(_LATIN_WORD.findall(text)) else "en"
+
+
+def _resolve_image(value: str, root: Path, number: int, report: ValidationReport) -> str | None:
+    if not value:
+        report.add(number, "image", "empty_path", "image is empty; give a file path or an http(s) URL")
+        return None
+    if is_url(value):
+        return value
+    candidate = Path(value.replace("\\", "/") if os.sep == "/" else value)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        report.add(
+            number,
+            "image",
+            "path_escapes_root",
+            f"{value!r} resolves to {resolved}, outside the image root {root}; move it under the root "
+            "or pass image_root",
+        )
+        return None
+    return str(resolved)
+
+
+def _parse_label(raw: str, number: int, report: ValidationReport) -> int | None:
+    value = raw.strip().lower()
+    if value in _LABELS:
+        return _LABELS[value]
+    try:
+        number_value = float(value)
+    except ValueError:
+        report.add(number, "label", "non_numeric_label", f"label {raw!r} is not 0/1, true/false or yes/no")
+        return None
+    if number_value in (0.0, 1.0):
+        return int(number_value)
+    report.add(number, "label", "invalid_label", f"label {raw!r} must be 0 (no match) or 1 (match)")
+    return None
+
+
+def _parse_row(
+    number: int, values: dict[str, str], fields: dict[str, str], root: Path, report: ValidationReport
+) -> _Row:
+    def get(name: str) -> str:
+        return values.get(fields[name], "").strip() if name in fields else ""
+
+    text = get("text")
+    if not text:
+        report.add(number, "text", "empty_text", "text is empty or whitespace; fill it in or remove the row")
+    label = _parse_label(get("label"), number, report) if "label" in fields else None
+    split = None
+    if "split" in fields and "label" in fields:
+        split = _SPLIT_ALIASES.get(get("split").lower())
+        if split is None:
+            report.add(
+                number, "split", "unknown_split", f"split {get('split')!r} is not one of {list(SPLITS)}"
+            )
+    language = re.split(r"[-_]", get("language").lower())[0] or _detect_language(text)
+    attributes = {k[len(ATTR_PREFIX) :]: get(k) for k in fields if k.startswith(ATTR_PREFIX) and get(k)}
+    return _Row(
+        number=number,
+        image_key=_resolve_image(get("image"), root, number, report),
+        text=text,
+        product=get("product"),
+        category=get("category"),
+        label=label,
+        split=split,
+        language=language,
+        row_id=get("id"),
+        attributes=attributes,
+    )
+
+
+def _probe_all(
+    keys: list[str], cache: ImageCache | None, max_pixels: int, progress: Progress | None
+) -> dict[str, tuple[Path, ImageInfo] | ImageError]:
+    """Fetch and probe each distinct image once, four at a time to overlap IO; progress runs here."""
+
+    def probe(key: str) -> tuple[Path, ImageInfo] | ImageError:
+        try:
+            if is_url(key):
+                if cache is None:
+                    raise ImageError(
+                        f"{key} is a URL; pass image_cache=ImageCache(DIR) to fetch it", code="url_failed"
+                    )
+                local = cache.fetch(key)
+            else:
+                local = Path(key)
+            return local, probe_image(local, max_pixels=max_pixels)
+        except ImageError as exc:
+            return exc
+
+    results: dict[str, tuple[Path, ImageInfo] | ImageError] = {}
+    with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
+        futures = {pool.submit(probe, key): key for key in keys}
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[futures[future]] = future.result()
+            if progress is not None:
+                progress(done, len(keys))
+    return results
+
+
+def _check_between_rows(rows: list[_Row], labelled: bool, report: ValidationReport) -> None:
+    """Duplicate ids, repeated rows and one (image, text) given both labels."""
+    first_id: dict[str, int] = {}
+    for row in rows:
+        if row.row_id:
+            if row.row_id in first_id:
+                report.add(
+                    row.number,
+                    "id",
+                    "duplicate_id",
+                    f"id {row.row_id!r} already used by row {first_id[row.row_id]}; give each row its own id",
+                )
+            first_id.setdefault(row.row_id, row.number)
+    groups: dict[tuple[str, ...], list[_Row]] = {}
+    for row in rows:
+        if row.image_key is not None and row.text and (row.label is not None or not labelled):
+            key = (row.image_key, row.text) if labelled else (row.image_key, row.text, row.product)
+            groups.setdefault(key, []).append(row)
+    for group in groups.values():
+        labels = {row.label for row in group}
+        if len(labels) > 1:
+            numbers = [row.number for row in group]
+            for row in group:
+                report.add(
+                    row.number,
+                    "label",
+                    "conflicting_label",
+                    f"the same image and text are labelled 0 and 1 in rows {numbers}; keep the right one",
+                )
+            continue
+        for row in group[1:]:
+            report.add(
+                row.number,
+                "image",
+                "duplicate_row",
+                f"repeats row {group[0].number} (same image, text and product); remove the duplicate",
+            )
+
+
+def _frame(records: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Object columns (missing values stay None), except integer width, height and label."""
+    if not records:
+        return empty_frame(columns)
+    frame = pd.DataFrame(records, columns=list(columns), dtype=object)
+    for name in ("width", "height", "label"):
+        if name in frame:
+            frame[name] = frame[name].astype("int64")
+    return frame
+
+
+def _build(rows: list[_Row], probes: dict[str, Any], labelled: bool, report: ValidationReport) -> EvalSetData:
+    """Assemble the eval set from rows without errors; products and categories must agree across rows."""
+    products: dict[str, str | None] = {}
+    attributes: dict[tuple[str, str, str], None] = {}
+    images: dict[str, tuple] = {}
+    image_rows: dict[str, int] = {}
+    texts: dict[tuple[str | None, str], tuple] = {}
+    pairs: list[tuple] = []
+    bad = report.bad_rows
+    for row in rows:
+        key = row.image_key
+        if row.number in bad or key is None:
+            continue
+        known = images.get(key)
+        product = row.product or (known[1] if known else f"row-{row.number:05d}")
+        if known and known[1] != product:
+            report.add(
+                row.number,
+                "product",
+                "conflicting_product",
+                f"image already belongs to product {known[1]!r} (row {image_rows[key]}); give it one product",
+            )
+            continue
+        category = row.category or None
+        if product in products and category and products[product] not in (None, category):
+            report.add(
+                row.number,
+                "category",
+                "conflicting_category",
+                f"product {product!r} already has category {products[product]!r}; kept that one",
+                severity="warning",
+            )
+        elif products.get(product) is None:
+            products[product] = category
+        for name, value in row.attributes.items():
+            attributes[(product, name, value)] = None
+        if known is None:
+            local, info = probes[key]
+            images[key] = (sha256_text(key)[:16], product, str(local), info.sha256, info.width, info.height)
+            image_rows[key] = row.number
+        text_product = product if row.label != 0 else None
+        text_key = (text_product, row.text)
+        if text_key not in texts:
+            text_id = sha256_text(f"{text_product or ''}\n{row.text}")[:16]
+            texts[text_key] = (text_id, text_product, row.text, row.language, sha256_text(row.text))
+        if labelled:
+            image_id, text_id = images[key][0], texts[text_key][0]
+            pair_id = row.row_id or sha256_text(f"{image_id}\n{text_id}")[:16]
+            pairs.append((pair_id, image_id, text_id, row.label, row.split, "labelled", None))
+    return EvalSetData(
+        products=_frame(list(products.items()), PRODUCT_COLUMNS),
+        attributes=_frame(list(attributes), ATTRIBUTE_COLUMNS),
+        images=_frame(list(images.values()), IMAGE_COLUMNS),
+        texts=_frame(list(texts.values()), TEXT_COLUMNS),
+        pairs=_frame(pairs, PAIR_COLUMNS) if labelled else None,
+    )
+
+
+def read_source(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    mapping: Mapping[str, str | None] | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    image_cache: ImageCache | None = None,
+    max_pixels: int = MAX_PIXELS,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Read, validate and convert one source; bad rows are reported and left out of ``data``.
+
+    ``mapping`` maps :data:`FIELDS` (or ``attr.NAME``) to column names and overrides the guesses.
+    Image paths are relative to ``image_root`` (default: the source's folder) and must stay inside it;
+    http(s) images are fetched through ``image_cache``. With a ``label`` column each row is a labelled pair,
+    otherwise each row is a matched (image, text) and ``data.pairs`` is None. ``progress(done, total)`` is
+    called as images are probed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"source not found: {path}")
+    table = get_importer(format or guess_format(path)).reader(path)
+    report = ValidationReport(issues=list(table.issues), n_rows=table.n_rows)
+    all_rows = {number for number, _ in table.rows} | report.bad_rows
+    empty = EvalSetData(products=empty_frame(PRODUCT_COLUMNS))
+    if not table.columns:
+        if report.ok:
+            report.add(0, "source", "missing_column", f"{path} has no columns or rows")
+        return ImportResult(empty, report, all_rows)
+    fields = _resolve_mapping(table.columns, mapping, report)
+    if any(name not in fields for name in REQUIRED_FIELDS):
+        return ImportResult(empty, report, all_rows)
+    labelled = "label" in fields
+    if "split" in fields and not labelled:
+        report.add(
+            0,
+            "split",
+            "ignored_column",
+            f"split column {fields['split']!r} ignored: splits are only read with a label column",
+            severity="warning",
+        )
+    root = Path(image_root if image_root is not None else path if path.is_dir() else path.parent).resolve()
+    rows = [_parse_row(number, values, fields, root, report) for number, values in table.rows]
+    keys = list(dict.fromkeys(row.image_key for row in rows if row.image_key is not None))
+    probes = _probe_all(keys, image_cache, max_pixels, progress)
+    for row in rows:
+        result = probes.get(row.image_key) if row.image_key is not None else None
+        if isinstance(result, ImageError):
+            report.add(row.number, "image", result.code, str(result))
+    _check_between_rows(rows, labelled, report)
+    data = _build(rows, probes, labelled, report)
+    return ImportResult(data, report, report.bad_rows)

