@@ -25,7 +25,7 @@ import torch
 
 from workbench import store
 from workbench.config import RunConfig
-from workbench.data.evalsets import load_eval_set
+from workbench.data.evalsets import ensure_demo_eval_set, load_eval_set, parse_demo_name
 from workbench.data.model import SPLITS, EvalSetData
 from workbench.data.vocab import tag_vector, text_tags
 from workbench.device import describe_device, gpu_memory, resolve_device
@@ -317,6 +317,9 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
         ctx.gpu = gpu_memory(torch_device)
         _seed_everything(config.seed)
         ctx.enter("load")
+        demo = parse_demo_name(record["eval_set"])
+        if demo:  # the bundled catalogue is generated the first time a run needs it
+            ensure_demo_eval_set(db=db, n_products=demo[0], seed=demo[1], progress=ctx.progress_for())
         with store.connect(db) as con:
             data = load_eval_set(con, record["eval_set"])
             eval_hash = con.execute("SELECT content_hash FROM eval_sets WHERE name = ?",

@@ -89,6 +89,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (eval_set, pair_id)
     );
     """,
+    # v2: cached 2-D projections of a run's joint space (UMAP/PCA), keyed by their parameters
+    """
+    CREATE TABLE projections (
+        run_id VARCHAR NOT NULL, params_key VARCHAR NOT NULL, params JSON NOT NULL, modality VARCHAR NOT NULL,
+        item_id VARCHAR NOT NULL, x FLOAT NOT NULL, y FLOAT NOT NULL,
+        PRIMARY KEY (run_id, params_key, modality, item_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

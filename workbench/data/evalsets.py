@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -194,12 +195,24 @@ def create_catalog_eval_set(
                               replace=replace)
 
 
+def demo_eval_set_name(n_products: int = DEMO_PRODUCTS, seed: int = 0) -> str:
+    return DEMO_NAME if n_products == DEMO_PRODUCTS and seed == 0 else f"{DEMO_NAME}-{n_products}-s{seed}"
+
+
+def parse_demo_name(name: str) -> tuple[int, int] | None:
+    """(n_products, seed) if ``name`` is a demo catalogue name, else None."""
+    if name == DEMO_NAME:
+        return DEMO_PRODUCTS, 0
+    match = re.fullmatch(rf"{DEMO_NAME}-(\d+)-s(\d+)", name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def ensure_demo_eval_set(
     *, db: str | os.PathLike[str] | None = None, n_products: int = DEMO_PRODUCTS, seed: int = 0,
     progress: Progress | None = None,
 ) -> str:
     """Create the bundled demo catalogue the first time it is needed; return its eval-set name."""
-    name = DEMO_NAME if n_products == DEMO_PRODUCTS and seed == 0 else f"{DEMO_NAME}-{n_products}-s{seed}"
+    name = demo_eval_set_name(n_products, seed)
     with store.connect(db) as con:
         exists = con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]
     if not exists:

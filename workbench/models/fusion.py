@@ -98,7 +98,7 @@ class PairSet:
                 f"{self.image_idx.shape}, {self.text_idx.shape}, {self.label.shape}"
             )
         if not np.isin(self.label, (0, 1)).all():
-            raise ValueError(f"labels must be 0 or 1; got {sorted(set(np.unique(self.label)) - {0, 1})}")
+            raise ValueError(f"labels must be 0 or 1; got {sorted(set(np.unique(self.label).tolist()) - {0, 1})}")
 
     def __len__(self) -> int:
         return len(self.label)
@@ -115,9 +115,7 @@ def as_pair_index(image_idx: np.ndarray, text_idx: np.ndarray) -> tuple[np.ndarr
     """Validate and convert two aligned 1-D index arrays."""
     ii, tt = np.asarray(image_idx, dtype=np.int64), np.asarray(text_idx, dtype=np.int64)
     if ii.ndim != 1 or ii.shape != tt.shape:
-        raise ValueError(
-            f"image_idx and text_idx must be 1-D of one length; got shapes {ii.shape} and {tt.shape}"
-        )
+        raise ValueError(f"image_idx and text_idx must be 1-D of one length; got shapes {ii.shape} and {tt.shape}")
     return ii, tt
 
 
@@ -143,8 +141,7 @@ class FusionHead(ABC):
         unknown = sorted(set(options) - set(self.config_keys))
         if unknown:
             raise ValueError(
-                f"Unknown option(s) {unknown} for fusion head '{self.name}'. "
-                f"Valid keys: {list(self.config_keys)}"
+                f"Unknown option(s) {unknown} for fusion head '{self.name}'. Valid keys: {list(self.config_keys)}"
             )
         self.options: dict[str, Any] = copy.deepcopy({**self.defaults, **options})
 
@@ -179,9 +176,7 @@ class FusionHead(ABC):
         ii, tt = as_pair_index(image_idx, text_idx)
         joint = self.embed(data)
         if joint is None:
-            raise NotImplementedError(
-                f"fusion head '{self.name}' has no joint space and must define score_pairs"
-            )
+            raise NotImplementedError(f"fusion head '{self.name}' has no joint space and must define score_pairs")
         img, txt = joint
         return np.einsum("nd,nd->n", img[ii], txt[tt]).astype(np.float32)
 

@@ -109,9 +109,7 @@ def _train(
     """AdamW over shuffled mini-batches with early stopping on val loss; restores the best epoch's weights."""
     epochs, batch_size, patience = (int(options[k]) for k in ("epochs", "batch_size", "patience"))
     if min(epochs, batch_size, patience) < 1:
-        raise ValueError(
-            f"epochs, batch_size and patience must be >= 1; got {epochs}, {batch_size}, {patience}"
-        )
+        raise ValueError(f"epochs, batch_size and patience must be >= 1; got {epochs}, {batch_size}, {patience}")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(module.parameters(), lr=options["lr"], weight_decay=options["weight_decay"])
     curves: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0}
@@ -163,9 +161,7 @@ def _chunked_mean(n: int, size: int, loss: Callable[[slice], torch.Tensor]) -> f
     return total / n
 
 
-def info_nce(
-    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, same_product: torch.Tensor
-) -> torch.Tensor:
+def info_nce(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, same_product: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE of aligned rows; off-diagonal pairs of the same product are masked, not negatives."""
     n = len(img)
     logits = scale * img @ txt.T
@@ -178,9 +174,7 @@ def info_nce(
 @register_fusion_head
 class CosineHead(FusionHead):
     name = "cosine"
-    description = (
-        "Zero-shot cosine similarity of a dual encoder's vectors (needs one shared space); no training."
-    )
+    description = "Zero-shot cosine similarity of a dual encoder's vectors (needs one shared space); no training."
     embeds = True
 
     def fit(
@@ -268,9 +262,7 @@ class ContrastiveHead(_TrainedHead):
         img_code, txt_code = (torch.from_numpy(c).to(self._device) for c in _product_codes(data))
         torch.manual_seed(seed)
         o = self.options
-        self.towers = _Towers(img.shape[1], txt.shape[1], o["dim"], o["hidden"], o["temperature"]).to(
-            self._device
-        )
+        self.towers = _Towers(img.shape[1], txt.shape[1], o["dim"], o["hidden"], o["temperature"]).to(self._device)
 
         def loss(pairs: PairSet, rows: np.ndarray | slice) -> torch.Tensor:
             ii = torch.from_numpy(pairs.image_idx[rows]).to(self._device)
@@ -303,9 +295,7 @@ class ContrastiveHead(_TrainedHead):
 
     def _project(self, tower: nn.Module, x: np.ndarray) -> np.ndarray:
         parts = [
-            F.normalize(tower(torch.from_numpy(x[s : s + SCORE_CHUNK]).to(self._device)), dim=-1)
-            .cpu()
-            .numpy()
+            F.normalize(tower(torch.from_numpy(x[s : s + SCORE_CHUNK]).to(self._device)), dim=-1).cpu().numpy()
             for s in range(0, len(x), SCORE_CHUNK)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, self.options["dim"]), dtype=np.float32)
@@ -314,9 +304,7 @@ class ContrastiveHead(_TrainedHead):
 @register_fusion_head
 class CCAHead(_TrainedHead):
     name = "cca"
-    description = (
-        "Canonical correlation analysis (scikit-learn) on positive train pairs; cosine in canonical space."
-    )
+    description = "Canonical correlation analysis (scikit-learn) on positive train pairs; cosine in canonical space."
     defaults = {"n_components": 32, "max_iter": 500}
     embeds = True
 
@@ -335,8 +323,7 @@ class CCAHead(_TrainedHead):
         limit = min(data.image_vecs.shape[1], data.text_vecs.shape[1], len(pos))
         if not 1 <= k <= limit:
             raise ValueError(
-                f"cca n_components must be in [1, {limit}] (min of image dim, text dim, positive "
-                f"train pairs); got {k}"
+                f"cca n_components must be in [1, {limit}] (min of image dim, text dim, positive train pairs); got {k}"
             )
         self._std_img = _Standardizer(data.image_vecs[pos.image_idx])
         self._std_txt = _Standardizer(data.text_vecs[pos.text_idx])
@@ -345,9 +332,7 @@ class CCAHead(_TrainedHead):
         self.cca = CCA(n_components=k, scale=False, max_iter=int(self.options["max_iter"]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.cca.fit(
-                self._std_img(data.image_vecs[pos.image_idx]), self._std_txt(data.text_vecs[pos.text_idx])
-            )
+            self.cca.fit(self._std_img(data.image_vecs[pos.image_idx]), self._std_txt(data.text_vecs[pos.text_idx]))
         self._fitted = True
         return {"train_loss": [], "val_loss": [], "best_epoch": 0}
 
@@ -446,9 +431,7 @@ class _VectorPairHead(_PairHead):
 class _InteractionMLP(nn.Module):
     """Project v and t to one width, then an MLP over [v, t, v*t, |v-t|]; optional image-category head."""
 
-    def __init__(
-        self, d_img: int, d_txt: int, width: int, hidden: int, dropout: float, n_categories: int = 0
-    ):
+    def __init__(self, d_img: int, d_txt: int, width: int, hidden: int, dropout: float, n_categories: int = 0):
         super().__init__()
         self.image = nn.Linear(d_img, width)
         self.text = nn.Linear(d_txt, width)
@@ -520,9 +503,7 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class _CrossAttention(nn.Module):
-    def __init__(
-        self, d_img: int, d_txt: int, width: int, num_heads: int, layers: int, dropout: float
-    ) -> None:
+    def __init__(self, d_img: int, d_txt: int, width: int, num_heads: int, layers: int, dropout: float) -> None:
         super().__init__()
         self.image = nn.Sequential(nn.LayerNorm(d_img), nn.Linear(d_img, width))
         self.text = nn.Sequential(nn.LayerNorm(d_txt), nn.Linear(d_txt, width))
@@ -548,9 +529,7 @@ class _CrossAttention(nn.Module):
         self, img: torch.Tensor, img_mask: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor
     ) -> torch.Tensor:
         query, context, _ = self.attend(img, img_mask, txt)
-        return self.out(
-            _interactions(_masked_mean(query, txt_mask), _masked_mean(context, txt_mask))
-        ).squeeze(-1)
+        return self.out(_interactions(_masked_mean(query, txt_mask), _masked_mean(context, txt_mask))).squeeze(-1)
 
 
 def _token_arrays(data: FusionData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -561,12 +540,8 @@ def _token_arrays(data: FusionData) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             "(choose token-level encoders)"
         )
     img, txt = data.image_tokens, data.text_tokens
-    img_mask = (
-        np.ones(img.shape[:2], dtype=bool) if data.image_mask is None else np.asarray(data.image_mask, bool)
-    )
-    txt_mask = (
-        np.ones(txt.shape[:2], dtype=bool) if data.text_mask is None else np.asarray(data.text_mask, bool)
-    )
+    img_mask = np.ones(img.shape[:2], dtype=bool) if data.image_mask is None else np.asarray(data.image_mask, bool)
+    txt_mask = np.ones(txt.shape[:2], dtype=bool) if data.text_mask is None else np.asarray(data.text_mask, bool)
     return img, img_mask, txt, txt_mask
 
 
@@ -595,9 +570,7 @@ class CrossAttentionHead(_PairHead):
         if o["layers"] not in (1, 2):
             raise ValueError(f"cross_attention layers must be 1 or 2; got {o['layers']}")
         img, _, txt, _ = _token_arrays(data)
-        return _CrossAttention(
-            img.shape[2], txt.shape[2], o["width"], o["num_heads"], o["layers"], o["dropout"]
-        )
+        return _CrossAttention(img.shape[2], txt.shape[2], o["width"], o["num_heads"], o["layers"], o["dropout"])
 
     def _inputs(self, data: FusionData, ii: np.ndarray, tt: np.ndarray) -> tuple[torch.Tensor, ...]:
         img, img_mask, txt, txt_mask = _token_arrays(data)
@@ -632,9 +605,7 @@ class _TagBilinear(nn.Module):
         self.text = nn.Linear(d_txt, width)
         self.bilinear = nn.Bilinear(width + n_tags, width + n_tags, 1)
 
-    def forward(
-        self, v: torch.Tensor, v_tags: torch.Tensor, t: torch.Tensor, t_tags: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, v: torch.Tensor, v_tags: torch.Tensor, t: torch.Tensor, t_tags: torch.Tensor) -> torch.Tensor:
         r_img = torch.cat([self.image(v), v_tags], dim=-1)
         r_txt = torch.cat([self.text(t), t_tags], dim=-1)
         return self.bilinear(r_img, r_txt).squeeze(-1)
@@ -689,12 +660,8 @@ class LateFusionHead(_TrainedHead):
             or not configs
             or not all(isinstance(c, dict) and "type" in c for c in configs)
         ):
-            raise ValueError(
-                f"late_fusion heads must be a non-empty list of {{'type': name, ...}}; got {configs!r}"
-            )
-        self.sub_heads = [
-            create_fusion_head(c["type"], **{k: v for k, v in c.items() if k != "type"}) for c in configs
-        ]
+            raise ValueError(f"late_fusion heads must be a non-empty list of {{'type': name, ...}}; got {configs!r}")
+        self.sub_heads = [create_fusion_head(c["type"], **{k: v for k, v in c.items() if k != "type"}) for c in configs]
 
     @property
     def uses_tokens(self) -> bool:
@@ -718,13 +685,9 @@ class LateFusionHead(_TrainedHead):
             for k, head in enumerate(self.sub_heads)
         ]
         scores = self._sub_scores(data, val.image_idx, val.text_idx)
-        self._mean, self._std = (
-            scores.mean(axis=0),
-            np.where(scores.std(axis=0) > 1e-12, scores.std(axis=0), 1.0),
-        )
-        self.combiner = LogisticRegression(C=self.options["C"]).fit(
-            (scores - self._mean) / self._std, val.label
-        )
+        std = scores.std(axis=0)
+        self._mean, self._std = scores.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+        self.combiner = LogisticRegression(C=self.options["C"]).fit((scores - self._mean) / self._std, val.label)
         self._fitted = True
         return {
             "train_loss": [],

@@ -155,7 +155,7 @@ class HFEncoder(Encoder):
     def _state_fingerprint(self) -> str:
         local = self._local_dir
         if local is not None:
-            return json.dumps(folder_hashes(Path(self._source())), sort_keys=True)
+            return json.dumps(folder_hashes(local), sort_keys=True)
         config = self._components()["model"].config
         return json.dumps({"commit": getattr(config, "_commit_hash", None)})
 
