@@ -210,6 +210,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         close()
     _print_table(result)
+    if args.suite == "reference" and "run_id" in result and len(result):
+        from workbench.demo import comparison_table
+
+        print("\nComparison against the baseline (first config); 95% CIs, Holm-corrected p-values:")
+        _print_table(comparison_table(list(result["run_id"]), result["run_id"].iloc[0], db=args.db))
     return 0
 
 
@@ -297,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "Bundled catalogue + default offline configs end to end; prints a results table.")
     p.add_argument("--products", type=int, default=2000)
-    p.add_argument("--suite", default="default", choices=["default", "all"])
+    p.add_argument("--suite", default="default", choices=["default", "reference", "all"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
     p = add("metrics", cmd_metrics, "Show a run's metrics with 95%% confidence intervals.")

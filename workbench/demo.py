@@ -11,7 +11,18 @@ from workbench.data.evalsets import DEMO_PRODUCTS, ensure_demo_eval_set
 
 DEMO_SUITES = {
     "default": ("tfidf-colorhist-cca", "minilm-cnn-contrastive", "cnn-minilm-concat-mlp"),
+    # The reference architectures (README "Reference architectures"); the first config is the baseline.
+    "reference": (
+        "ref-baseline-contrastive",
+        "ref-cnn-lstm-soft-attention",
+        "ref-resnet-minilm-attention-fusion",
+        "ref-vst-tags",
+        "ref-concat-mlp",
+        "ref-multitask",
+    ),
 }
+NEGATIVE_KINDS = ("random", "hard", "attribute")
+COMPARISON_TESTS = (("pair/f1", "paired bootstrap"), ("pair/accuracy", "McNemar"), ("pair/roc_auc", "DeLong"))
 SUMMARY_METRICS = ("pair/f1", "pair/roc_auc", "t2i/success@5", "i2t/success@5", "t2i/mrr", "zeroshot/acc@1")
 
 
@@ -63,3 +74,66 @@ def run_demo(
     execute = run or (lambda config, name: runner.run(config, name, db=db, device=device))
     run_ids = [execute(config, eval_set) for config in demo_configs(suite)]
     return results_table(run_ids, db=db)
+
+
+def _with_ci(value: float | None, ci: list | None) -> str:
+    if value is None:
+        return ""
+    low, high = ci or (None, None)
+    return f"{value:.3f}" + ("" if low is None or high is None else f" [{low:.3f}, {high:.3f}]")
+
+
+def _negative_kind_auc(run_id: str, *, db=None) -> dict[str, float]:
+    """ROC-AUC of the test positives against each kind of negative (the per-slice metrics)."""
+    from workbench.evaluation import load_metrics
+
+    slices = load_metrics(run_id, db=db, slices=True)
+    rows = slices[(slices["slice_kind"] == "pair_kind") & (slices["name"] == "pair/roc_auc")]
+    return {
+        kind: float(value)
+        for kind, value in zip(rows["slice_value"], rows["value"], strict=True)
+        if kind in NEGATIVE_KINDS and not pd.isna(value)
+    }
+
+
+def comparison_table(run_ids: list[str], baseline: str, db=None) -> pd.DataFrame:
+    """One row per run: F1, accuracy and ROC-AUC with 95% CIs and their change against ``baseline`` with the
+    Holm-corrected p-value of its paired test (F1: paired bootstrap, accuracy: McNemar, ROC-AUC: DeLong), then
+    t2i/success@5 with CI, ROC-AUC against each negative kind and the worst kind (lowest AUC).
+
+    Built on :func:`workbench.evaluation.compare_runs`; runs that did not finish get a row with their status
+    and error only (they cannot be paired). The baseline row has no deltas.
+    """
+    from workbench.evaluation import compare_runs
+    from workbench.runner import get_run
+
+    records = {r: get_run(r, db=db) for r in dict.fromkeys([baseline, *run_ids])}
+    if records[baseline]["status"] != "done":
+        raise ValueError(f"baseline run {baseline} is {records[baseline]['status']}: {records[baseline]['error']}")
+    done = [r for r, rec in records.items() if rec["status"] == "done"]
+    comparison = compare_runs(done, db=db, baseline=baseline)
+    table = {row["run_id"]: row for row in comparison["table"]}
+    tests = {t["run_id"]: t for t in comparison["tests"]}
+    rows = []
+    for run_id, record in records.items():
+        row: dict = {"config": record["config_name"], "run_id": run_id}
+        if record["status"] != "done":
+            rows.append({**row, "status": record["status"], "error": record["error"]})
+            continue
+        metrics = table[run_id]
+        for name, test in COMPARISON_TESTS:
+            row[name] = _with_ci(metrics.get(name), metrics.get(f"{name} CI"))
+            result = tests.get(run_id, {}).get(name)
+            row[f"Δ {name.split('/')[1]} (p, {test})"] = (
+                "baseline" if run_id == baseline else f"{result['delta']:+.3f} (p={result['p_holm']:.3g})"
+            )
+        row["t2i/success@5"] = _with_ci(metrics.get("t2i/success@5"), metrics.get("t2i/success@5 CI"))
+        auc = _negative_kind_auc(run_id, db=db)
+        for kind in NEGATIVE_KINDS:
+            row[f"AUC vs {kind}"] = f"{auc[kind]:.3f}" if kind in auc else ""
+        worst = min(auc, key=auc.get) if auc else None
+        row["worst negative kind"] = "" if worst is None else f"{worst} ({auc[worst]:.3f})"
+        if record["started_at"] is not None and record["finished_at"] is not None:
+            row["seconds"] = round((record["finished_at"] - record["started_at"]).total_seconds(), 1)
+        rows.append(row)
+    return pd.DataFrame(rows)

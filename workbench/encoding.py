@@ -7,6 +7,7 @@ to the cache batch by batch, so a killed run resumes where it stopped and nothin
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import torch
 
 from workbench import store
@@ -63,9 +64,9 @@ def pad_tokens(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cached_hashes(db, cache_key: str, hashes: Sequence[str]) -> set[str]:
+    wanted = pa.table({"content_hash": pa.array(list(dict.fromkeys(hashes)), pa.string())})
     with store.connect(db) as con:
-        frame = pd.DataFrame({"content_hash": list(dict.fromkeys(hashes))})
-        con.register("_wanted", frame)
+        con.register("_wanted", wanted)
         rows = con.execute(
             "SELECT c.content_hash FROM embedding_cache c JOIN _wanted w USING (content_hash) "
             "WHERE c.encoder_fp = ?",
@@ -76,34 +77,34 @@ def cached_hashes(db, cache_key: str, hashes: Sequence[str]) -> set[str]:
 
 def read_cache(db, cache_key: str, hashes: Sequence[str], *, tokens: bool) -> tuple[np.ndarray, list | None]:
     """Vectors (and token arrays) for ``hashes``, in the given order."""
+    wanted = pa.table({"content_hash": pa.array(list(hashes), pa.string()), "pos": np.arange(len(hashes))})
     with store.connect(db) as con:
-        frame = pd.DataFrame({"content_hash": list(hashes), "pos": np.arange(len(hashes))})
-        con.register("_wanted", frame)
+        con.register("_wanted", wanted)
         columns = "c.vector, c.tokens" if tokens else "c.vector"
-        rows = con.execute(
+        rows = con.sql(
             f"SELECT w.pos, {columns} FROM _wanted w JOIN embedding_cache c "
             "ON c.content_hash = w.content_hash AND c.encoder_fp = ? ORDER BY w.pos",
-            [cache_key],
-        ).fetchall()
-    if len(rows) != len(hashes):
-        raise RuntimeError(f"Embedding cache is missing {len(hashes) - len(rows)} items for {cache_key}.")
-    vectors = np.asarray([r[1] for r in rows], dtype=np.float32)
-    return vectors, ([blob_to_tokens(r[2]) for r in rows] if tokens else None)
+            params=[cache_key],
+        ).to_arrow_table()
+    if rows.num_rows != len(hashes):
+        raise RuntimeError(f"Embedding cache is missing {len(hashes) - rows.num_rows} items for {cache_key}.")
+    blobs = rows.column("vector").to_pylist()
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1) if blobs else np.zeros((0, 0))
+    token_list = [blob_to_tokens(b) for b in rows.column("tokens").to_pylist()] if tokens else None
+    return vectors.copy(), token_list
 
 
 def _write_cache(db, cache_key: str, hashes: list[str], vectors: np.ndarray, blobs: list[bytes] | None) -> None:
-    frame = pd.DataFrame({
-        "encoder_fp": cache_key,
-        "content_hash": hashes,
-        "vector": list(vectors.astype(np.float32)),
-        "tokens": blobs if blobs is not None else [None] * len(hashes),
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    table = pa.table({
+        "encoder_fp": pa.array([cache_key] * len(hashes), pa.string()),
+        "content_hash": pa.array(hashes, pa.string()),
+        "vector": pa.array([row.tobytes() for row in vectors], pa.binary()),
+        "tokens": pa.array(blobs, pa.binary()) if blobs is not None else pa.nulls(len(hashes), pa.binary()),
     })
     with store.connect(db) as con, store.transaction(con):
-        con.register("_new", frame)
-        con.execute(
-            "INSERT INTO embedding_cache SELECT encoder_fp, content_hash, vector::FLOAT[], tokens FROM _new "
-            "ON CONFLICT DO NOTHING"
-        )
+        con.register("_new", table)
+        con.execute("INSERT INTO embedding_cache SELECT * FROM _new ON CONFLICT DO NOTHING")
 
 
 def load_items(modality: str, sources: Sequence[str], max_side: int) -> list:
@@ -123,7 +124,7 @@ def encode_with_cache(
     device: torch.device,
     batch_size: int = 64,
     tokens: bool = False,
-    workers: int = 2,
+    workers: int | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     write_every: int = 512,
@@ -163,27 +164,39 @@ def encode_with_cache(
     pending_v: list[np.ndarray] = []
     pending_b: list[bytes] = []
 
+    writer = ThreadPoolExecutor(max_workers=1)  # one writer, so cache writes overlap the next forward passes
+    writes: list = []
+
     def flush() -> None:
         if pending_h:
-            _write_cache(db, cache_key, pending_h, np.concatenate(pending_v), pending_b if tokens else None)
+            writes.append(writer.submit(_write_cache, db, cache_key, list(pending_h), np.concatenate(pending_v),
+                                        list(pending_b) if tokens else None))
             pending_h.clear()
             pending_v.clear()
             pending_b.clear()
 
+    def finish_writes() -> None:
+        writer.shutdown(wait=True)
+        for write in writes:
+            write.result()  # re-raise a failed write
+
     if progress:
         progress(0, len(todo))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    workers = workers or min(8, os.cpu_count() or 1)
+    depth = workers + 1  # batches decoded ahead of the model, so decoding overlaps the forward pass
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        futures = [pool.submit(prepare, c) for c in chunks[:2]]
+        futures = [pool.submit(prepare, c) for c in chunks[:depth]]
         for index, chunk in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 for f in futures:
                     f.cancel()
                 flush()
+                finish_writes()
                 raise Cancelled("Run cancelled while encoding.")
             batch = futures[index].result()
-            if index + 2 < len(chunks):
-                futures.append(pool.submit(prepare, chunks[index + 2]))
+            if index + depth < len(chunks):
+                futures.append(pool.submit(prepare, chunks[index + depth]))
             if len(chunk) > stats.batch_size:  # an earlier batch ran out of memory
                 vectors, blobs = forward_with_backoff(chunk)
             else:
@@ -205,6 +218,7 @@ def encode_with_cache(
             if progress:
                 progress(done, len(todo))
     flush()
+    finish_writes()
     vectors, token_list = read_cache(db, cache_key, list(hashes), tokens=tokens)
     stats.seconds = time.perf_counter() - start
     return vectors, token_list, stats

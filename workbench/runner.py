@@ -53,6 +53,15 @@ class RunContext:
     last_write: float = 0.0
     gpu: dict | None = None
 
+    def beat(self, stop: threading.Event, every: float = 15.0) -> None:
+        """Heartbeat from a side thread: a run busy in one long step still shows as alive."""
+        while not stop.wait(every):
+            try:
+                with store.connect(self.db, timeout=5) as con:
+                    con.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [datetime.now(), self.run_id])
+            except store.StoreLockedError:
+                continue
+
     def log(self, message: str) -> None:
         self.log_lines.append(f"{datetime.now():%H:%M:%S} {message}")
         self.report(force=True)
@@ -312,6 +321,8 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
     with store.connect(db) as con:
         con.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ? "
                     "WHERE run_id = ?", [datetime.now(), datetime.now(), os.getpid(), run_id])
+    stop_beat = threading.Event()
+    threading.Thread(target=ctx.beat, args=(stop_beat,), name=f"heartbeat-{run_id}", daemon=True).start()
     try:
         torch_device = resolve_device(device)
         ctx.gpu = gpu_memory(torch_device)
@@ -377,6 +388,7 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
     except Exception as exc:  # a failed run is recorded with a readable error, never re-raised
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         ctx.log_lines.append(traceback.format_exc())
+    stop_beat.set()
     with store.connect(db) as con:
         con.execute(
             "UPDATE runs SET status = ?, error = ?, finished_at = ?, timings = ?, log = ?, heartbeat_at = ? "

@@ -58,7 +58,7 @@ MIGRATIONS: tuple[str, ...] = (
         report JSON
     );
     CREATE TABLE embedding_cache (
-        encoder_fp VARCHAR NOT NULL, content_hash VARCHAR NOT NULL, vector FLOAT[] NOT NULL, tokens BLOB,
+        encoder_fp VARCHAR NOT NULL, content_hash VARCHAR NOT NULL, vector BLOB NOT NULL, tokens BLOB,
         PRIMARY KEY (encoder_fp, content_hash)
     );
     CREATE TABLE runs (

@@ -43,6 +43,18 @@ CASES: dict[str, Callable[[dict[str, str]], tuple[Options, Options]]] = {
         {"dim": 8, "hidden": 8, "embed_dim": 8, "epochs": 1, "batch_size": 8},
         {"dim": 8, "hidden": 8, "embed_dim": 8, "epochs": 1, "batch_size": 8, "lr": 0.01},
     ),
+    "vgg_cnn": lambda m: (
+        {"dim": 8, "width": 4, "blocks": 2, "convs_per_block": 2, "image_size": 16, "epochs": 1, "batch_size": 8},
+        {"dim": 8, "width": 4, "blocks": 2, "convs_per_block": 1, "image_size": 16, "epochs": 1, "batch_size": 8},
+    ),
+    "small_resnet": lambda m: (
+        {"dim": 8, "width": 4, "blocks": 2, "image_size": 16, "epochs": 1, "batch_size": 8},
+        {"dim": 8, "width": 4, "blocks": 2, "blocks_per_stage": 2, "image_size": 16, "epochs": 1, "batch_size": 8},
+    ),
+    "lstm_text": lambda m: (
+        {"dim": 8, "hidden": 8, "embed_dim": 8, "epochs": 1, "batch_size": 8},
+        {"dim": 8, "hidden": 8, "embed_dim": 8, "epochs": 1, "batch_size": 8, "min_count": 2},
+    ),
     "hf_text": lambda m: ({"model": m["bert"]}, {"model": m["bert"], "pooling": "cls"}),
     "minilm": lambda m: ({"max_length": 32}, {"max_length": 16}),
     "st_folder": lambda m: ({"model": m["st"]}, {"model": m["st"], "max_length": 8}),
@@ -173,9 +185,9 @@ def test_minilm_real_weights_rank_paraphrases_first():
     assert shirt @ tee > shirt @ bottle + 0.2
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "gru_text"])
+@pytest.mark.parametrize("name", ["small_cnn", "gru_text", "vgg_cnn", "small_resnet", "lstm_text"])
 def test_towers_are_deterministic_for_a_seed(name, image_items, text_items, targets, tmp_path):
-    items = image_items if name == "small_cnn" else text_items
+    items = image_items if get_encoder_spec(name).modality == "image" else text_items
     options, _ = CASES[name]({})
     first, second, other_seed = (create_encoder(name, **options) for _ in range(3))
     for encoder, seed in ((first, 3), (second, 3), (other_seed, 4)):
@@ -312,3 +324,26 @@ def test_user_plugin_from_a_module_name(isolated_registry, monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "my_encoder_plugin", raising=False)
     assert load_plugin("my_encoder_plugin") == ["example_grid_rgb"]
     assert "example_grid_rgb" in list_encoders("image")
+
+
+def test_lstm_text_segments_chinese_into_words_with_jieba(text_items, targets):
+    encoder = _fitted("lstm_text", CASES["lstm_text"]({})[0], text_items, targets)
+    vocabulary = set(encoder.vocabulary)
+    assert {"纯棉", "羊毛", "cotton", "shirt"} <= vocabulary  # multi-character Chinese words, lowercased English
+    assert any(len(word) > 1 and tokenize(word) == [word] and "\u4e00" <= word[0] <= "\u9fff" for word in vocabulary)
+    ids, lengths = encoder.preprocess(["红色纯棉衬衫", "Red COTTON shirt", "完全没见过"])
+    assert lengths[0] == len(tokenize("红色纯棉衬衫")) < len("红色纯棉衬衫")  # words, not characters
+    assert ids[1, :3].tolist() == [encoder._vocab[w] for w in ("red", "cotton", "shirt")]
+    assert set(ids[2, : lengths[2]].tolist()) == {1}  # unseen words map to the unknown id
+    tokens, mask = encoder.forward_tokens((ids, lengths), CPU)
+    assert mask.sum(1).tolist() == lengths.tolist() and torch.isfinite(tokens).all()
+
+
+@pytest.mark.parametrize("name", ["vgg_cnn", "small_resnet"])
+def test_image_towers_give_one_region_token_per_final_cell(name, image_items):
+    encoder = create_encoder(name, dim=8, width=4, blocks=3, image_size=32)
+    encoder._module = encoder._make_module().eval()  # untrained weights suffice for shapes
+    tokens, mask = encoder.forward_tokens(encoder.preprocess(image_items[:2]), CPU)
+    assert tokens.shape == (2, (32 // 2**3) ** 2, 8) and mask.all()
+    with pytest.raises(ValueError, match="multiple of 2\\*\\*blocks = 8"):
+        create_encoder(name, blocks=3, image_size=36)

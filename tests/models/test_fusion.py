@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -58,6 +59,16 @@ FIXTURES: dict[str, tuple[dict[str, Any], bool, bool]] = {
     ),
     "multitask": (
         {"width": 16, "hidden": 32, "epochs": 40, "lr": 3e-3, "batch_size": 32, "category_weight": 1.0},
+        True,
+        False,
+    ),
+    "soft_attention_cosine": (
+        {"width": 16, "epochs": 40, "lr": 1e-2, "batch_size": 32, "patience": 8},
+        True,
+        False,
+    ),
+    "attention_fusion": (
+        {"width": 32, "num_heads": 2, "hidden": 32, "epochs": 12, "lr": 5e-3, "batch_size": 64, "patience": 4},
         True,
         False,
     ),
@@ -369,3 +380,68 @@ def test_early_stopping_when_val_loss_rises() -> None:
     assert curves["val_loss"][curves["best_epoch"] - 1] == min(curves["val_loss"])
     assert [c[0] for c in calls] == list(range(1, n + 1)) and {c[1] for c in calls} == {50}
     assert calls[-1][2]["best_epoch"] == curves["best_epoch"]
+
+
+def test_multitask_stores_val_category_accuracy_in_its_curves() -> None:
+    data, splits = make_data()
+    head, curves = fitted("multitask")
+    images = np.unique(splits["val"].image_idx)
+    known = images[data.image_category[images] >= 0]
+    assert curves["val_category_accuracy"] == head.category_accuracy(data, known)
+    assert curves["val_category_accuracy"] > 0.6
+
+
+def test_soft_attention_weights_sum_to_one_over_regions_and_follow_the_text() -> None:
+    data, splits = make_data()
+    head, _ = fitted("soft_attention_cosine")
+    pairs = splits["test"]
+    weights = head.attention_weights(data, pairs.image_idx, pairs.text_idx)
+    assert weights.shape == (len(pairs), L_IMG)
+    np.testing.assert_allclose(weights.sum(axis=1), 1, atol=1e-5)
+    masked = ~data.image_mask[pairs.image_idx]
+    assert masked.any() and np.all(weights[masked] == 0)
+    changed = head.attention_weights(data, pairs.image_idx, np.roll(pairs.text_idx, 1))
+    assert not np.allclose(weights, changed)
+
+
+def _masked_text_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+
+def test_soft_attention_score_is_a_scaled_cosine_of_attended_image_and_text() -> None:
+    data, splits = make_data()
+    head, _ = fitted("soft_attention_cosine")
+    pairs = splits["test"]
+    model = head.model.eval()
+    with torch.inference_mode():
+        img, img_mask, txt, txt_mask = head._inputs(data, pairs.image_idx, pairs.text_idx)
+        text = _masked_text_mean(model.text(txt), txt_mask)
+        attended, _ = model.attend(model.image(img), img_mask, text)
+        cosine = F.cosine_similarity(attended, text, dim=-1)
+        expected = model.log_scale.exp() * cosine + model.bias
+    np.testing.assert_allclose(head.score_pairs(data, pairs.image_idx, pairs.text_idx), expected.numpy(), rtol=1e-5)
+
+
+def test_attention_fusion_depends_on_both_modalities() -> None:
+    data, splits = make_data()
+    head, _ = fitted("attention_fusion")
+    pairs = splits["test"]
+    base = head.score_pairs(data, pairs.image_idx, pairs.text_idx)
+    fused = head.fused(data, pairs.image_idx, pairs.text_idx)
+    assert fused.shape == (len(pairs), 32)
+    other_image = head.score_pairs(data, np.roll(pairs.image_idx, 1), pairs.text_idx)
+    other_text = head.score_pairs(data, pairs.image_idx, np.roll(pairs.text_idx, 1))
+    assert np.abs(other_image - base).max() > 1e-3 and np.abs(other_text - base).max() > 1e-3
+    # padded image regions do not matter, whatever they hold
+    noisy = data.image_tokens.copy()
+    noisy[~data.image_mask] = 1e3
+    again = head.score_pairs(dataclasses.replace(data, image_tokens=noisy), pairs.image_idx, pairs.text_idx)
+    np.testing.assert_allclose(again, base, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["soft_attention_cosine", "attention_fusion"])
+def test_token_heads_need_tokens(name: str) -> None:
+    data, splits = make_data()
+    bare = dataclasses.replace(data, text_tokens=None, text_mask=None)
+    with pytest.raises(ValueError, match=f"{name} needs token-level features"):
+        create_fusion_head(name).fit(bare, splits["train"], splits["val"], seed=0, device="cpu")

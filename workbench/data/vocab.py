@@ -154,7 +154,7 @@ def _pattern(language: str) -> re.Pattern[str]:
 
 def _languages(language: object) -> tuple[str, ...]:
     """Vocabulary languages to match: "zh-CN" -> ("zh",); None or a language without a vocabulary -> all."""
-    code = str(language).replace("_", "-").split("-")[0].lower() if isinstance(language, str) else None
+    code = language.replace("_", "-").split("-")[0].lower() if isinstance(language, str) else None
     return (code,) if code in LANGUAGES else LANGUAGES
 
 

@@ -298,3 +298,239 @@ class GRUTextEncoder(TowerEncoder):
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return ids, lengths
+
+
+def _pixels(items: list[Image.Image], image_size: int) -> Batch:
+    """Resize to a square and scale to [-1, 1]: (N, 3, size, size)."""
+    size = (image_size, image_size)
+    arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)) for im in items]
+    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return (pixels.contiguous(),)
+
+
+def _regions(features: torch.Tensor, proj: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells of the last feature map, projected, as region tokens (all real)."""
+    tokens = proj(features.flatten(2).transpose(1, 2))
+    return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+
+class _ImageTower(TowerEncoder):
+    """A trained image tower with ``blocks`` down-sampling stages; ``image_size`` must be divisible by 2**blocks."""
+
+    modality = "image"
+    image_size: int
+    blocks: int
+
+    def _check_size(self) -> None:
+        if self.blocks < 1:
+            raise ValueError(f"blocks must be >= 1, got {self.blocks}")
+        step = 2**self.blocks
+        if self.image_size < step or self.image_size % step:
+            raise ValueError(f"image_size must be a positive multiple of 2**blocks = {step}, got {self.image_size}")
+
+    def _prepare(self, items: list) -> None:
+        """Nothing depends on the data before training."""
+
+    def preprocess(self, items: list[Image.Image]) -> Batch:
+        return _pixels(items, self.image_size)
+
+
+class _VGGNet(nn.Module):
+    def __init__(self, width: int, blocks: int, convs: int, dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for k in range(blocks):
+            c_out = width * 2 ** min(k, 3)
+            for _ in range(convs):
+                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+                c_in = c_out
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(c_in, dim)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _regions(self.features(pixels), self.proj)
+
+
+@register_encoder
+class VGGCNNEncoder(_ImageTower):
+    """VGG-style CNN: ``blocks`` blocks of ``convs_per_block`` 3×3 conv-BN-ReLU layers, each block ending in a 2×2
+    max-pool (channels width, 2·width, 4·width, 8·width, ...). The last feature map's cells, projected to ``dim``,
+    are the region tokens ((image_size / 2**blocks)^2 of them); their mean is the image vector. A scaled-down
+    VGG (VGG-16 is 5 blocks of 2-3 convs at 64-512 channels on 224 px), trained on the train split's labels."""
+
+    name = "vgg_cnn"
+    description = "VGG-style CNN (stacked 3x3 conv blocks + max-pool) trained on the train split's labels; regions."
+    config_keys = ("dim", "width", "blocks", "convs_per_block", "image_size", "epochs", "batch_size", "lr")
+
+    def __init__(
+        self,
+        dim: int = 128,
+        width: int = 16,
+        blocks: int = 4,
+        convs_per_block: int = 2,
+        image_size: int = 64,
+        epochs: int = 5,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.dim, self.width, self.blocks = int(dim), int(width), int(blocks)
+        self.convs_per_block, self.image_size = int(convs_per_block), int(image_size)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        if self.convs_per_block < 1:
+            raise ValueError(f"convs_per_block must be >= 1, got {self.convs_per_block}")
+        self._check_size()
+
+    def _make_module(self) -> nn.Module:
+        return _VGGNet(self.width, self.blocks, self.convs_per_block, self.dim)
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's basic block: two 3×3 convs with a (projected, when the shape changes) identity shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class _ResNet(nn.Module):
+    def __init__(self, width: int, blocks: int, depth: int, dim: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        stages: list[nn.Module] = []
+        c_in = width
+        for k in range(blocks):
+            c_out = width * 2 ** min(k, 3)
+            stages += [_BasicBlock(c_in, c_out, 2)] + [_BasicBlock(c_out, c_out, 1) for _ in range(depth - 1)]
+            c_in = c_out
+        self.stages = nn.Sequential(*stages)
+        self.proj = nn.Linear(c_in, dim)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _regions(self.stages(self.stem(pixels)), self.proj)
+
+
+@register_encoder
+class SmallResNetEncoder(_ImageTower):
+    """A small ResNet: a 3×3 stem, then ``blocks`` stages of ``blocks_per_stage`` basic residual blocks, each stage
+    halving the resolution with a stride-2 first block (channels width, 2·width, 4·width, 8·width). Region tokens
+    are the last feature map's cells projected to ``dim``. A scaled-down ResNet-18/50, trained on the train split."""
+
+    name = "small_resnet"
+    description = "Small residual CNN (basic blocks, stride-2 stages) trained on the train split's labels; regions."
+    config_keys = ("dim", "width", "blocks", "blocks_per_stage", "image_size", "epochs", "batch_size", "lr")
+
+    def __init__(
+        self,
+        dim: int = 128,
+        width: int = 16,
+        blocks: int = 4,
+        blocks_per_stage: int = 1,
+        image_size: int = 64,
+        epochs: int = 5,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.dim, self.width, self.blocks = int(dim), int(width), int(blocks)
+        self.blocks_per_stage, self.image_size = int(blocks_per_stage), int(image_size)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        if self.blocks_per_stage < 1:
+            raise ValueError(f"blocks_per_stage must be >= 1, got {self.blocks_per_stage}")
+        self._check_size()
+
+    def _make_module(self) -> nn.Module:
+        return _ResNet(self.width, self.blocks, self.blocks_per_stage, self.dim)
+
+
+class _WordLSTM(nn.Module):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * hidden, dim)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = self.lstm(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
+        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
+        return self.proj(states) * mask.unsqueeze(-1), mask
+
+
+@register_encoder
+class LSTMTextEncoder(TowerEncoder):
+    """Word embeddings + bidirectional LSTM. Words: jieba segmentation for texts with Chinese characters,
+    lowercased ``\\w+`` words otherwise (``workbench.models.encoders.tokenize``); the vocabulary is the train
+    texts' words seen at least ``min_count`` times (at most ``max_vocab``). Per-word states projected to ``dim``
+    are the tokens, their mean the text vector."""
+
+    name = "lstm_text"
+    modality = "text"
+    description = "Word-level (jieba for Chinese) bidirectional LSTM trained on the train split's labels."
+    config_keys = ("dim", "hidden", "embed_dim", "max_length", "max_vocab", "min_count", "epochs", "batch_size", "lr")
+
+    def __init__(
+        self,
+        dim: int = 128,
+        hidden: int = 64,
+        embed_dim: int = 64,
+        max_length: int = 32,
+        max_vocab: int = 20000,
+        min_count: int = 1,
+        epochs: int = 5,
+        batch_size: int = 32,
+        lr: float = 2e-3,
+    ) -> None:
+        super().__init__()
+        self.dim, self.hidden, self.embed_dim = int(dim), int(hidden), int(embed_dim)
+        self.max_length, self.max_vocab, self.min_count = int(max_length), int(max_vocab), int(min_count)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self._vocab: dict[str, int] = {}
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        """The word tokens the encoder sees (jieba for Chinese)."""
+        from workbench.models.encoders import tokenize
+
+        return tokenize(text)
+
+    def _prepare(self, items: list[str]) -> None:
+        counts = Counter(word for text in items for word in self.words(text))
+        kept = [w for w in counts if counts[w] >= self.min_count]
+        words = sorted(kept, key=lambda w: (-counts[w], w))[: self.max_vocab]
+        self._vocab = {w: i + 2 for i, w in enumerate(words)}  # 0 = padding, 1 = unknown
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(self._vocab)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"words": list(self._vocab)}
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        self._vocab = {w: i + 2 for i, w in enumerate(state["words"])}
+
+    def _make_module(self) -> nn.Module:
+        return _WordLSTM(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
+
+    def preprocess(self, items: list[str]) -> Batch:
+        self._require_fitted(bool(self._vocab))
+        rows = [[self._vocab.get(w, 1) for w in self.words(text)[: self.max_length]] or [1] for text in items]
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        ids = torch.zeros((len(rows), int(lengths.max()) if rows else 1), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return ids, lengths

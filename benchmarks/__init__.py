@@ -1,0 +1,1 @@
+"""On-demand performance measurements (run as modules: python -m benchmarks.NAME)."""

@@ -1,0 +1,171 @@
+"""Browser flow on a real server: the one-click demo survives a reload and ends with results; a strict import
+of a CSV with a bad row shows the report. Screenshots go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+DEMO_PRODUCTS = 40
+DEMO_TIMEOUT_S = 240
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not healthy after {timeout} s")
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    """``streamlit run Home.py`` on a free port with a fresh database; killed afterwards."""
+    port = _free_port()
+    env = {**os.environ, "WORKBENCH_DB": str(tmp_path / "wb.duckdb"),
+           "WORKBENCH_DEMO_PRODUCTS": str(DEMO_PRODUCTS), "HF_HUB_OFFLINE": "1"}
+    log = (tmp_path / "server.log").open("w")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield {"url": url, "db": tmp_path / "wb.duckdb", "started": started, "log": tmp_path / "server.log"}
+    finally:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+        (SHOTS / "server.log").write_bytes((tmp_path / "server.log").read_bytes()[-200_000:])
+
+
+@pytest.fixture
+def browser_page():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _idle(page) -> None:
+    """Wait until the script run has finished (the toolbar's 'Stop' button is gone), for tidy screenshots."""
+    try:
+        page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=30_000)
+    except Exception:  # only cosmetic; the assertions do not depend on it
+        pass
+    time.sleep(0.5)
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _bad_csv(folder: Path) -> Path:
+    (folder / "img").mkdir(parents=True)
+    lines = ["image_path,title,sku,category"]
+    for i, rgb in enumerate([(200, 30, 30), (30, 40, 200), (30, 160, 40), (230, 210, 40)]):
+        Image.new("RGB", (48, 40), rgb).save(folder / "img" / f"p{i}.png")
+        lines.append(f"img/p{i}.png,{'红色 马克杯' if i % 2 else 'blue cotton hat'} {i},sku-{i},mug")
+    lines.append("img/missing.png,orange mug,sku-9,mug")
+    path = folder / "bad.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_demo_survives_reload_then_strict_import_report(server, browser_page, tmp_path):
+    from workbench.evaluation import load_metrics
+    from workbench.runner import list_runs
+
+    page, url = browser_page, server["url"]
+    timings: dict[str, float] = {"server_healthy_s": round(time.monotonic() - server["started"], 1)}
+    page.goto(url)
+    page.get_by_role("button", name="Run the demo").wait_for()
+    _shot(page, "01_home_empty")
+
+    clicked = time.monotonic()
+    page.get_by_role("button", name="Run the demo").click()
+    progress = page.get_by_text(f"on demo-{DEMO_PRODUCTS}-s0:").first
+    progress.wait_for(timeout=60_000)
+    _shot(page, "02_demo_progress")
+
+    page.reload()
+    page.get_by_text(f"on demo-{DEMO_PRODUCTS}-s0:").first.wait_for(timeout=60_000)  # still progressing
+    _shot(page, "03_after_reload")
+
+    page.get_by_text("Demo results").wait_for(timeout=DEMO_TIMEOUT_S * 1000)
+    page.wait_for_function(
+        f"() => !document.body.innerText.includes('on demo-{DEMO_PRODUCTS}-s0:')", timeout=DEMO_TIMEOUT_S * 1000)
+    timings["click_to_results_s"] = round(time.monotonic() - clicked, 1)
+    timings["start_to_results_s"] = round(time.monotonic() - server["started"], 1)
+    page.get_by_text("Next steps").wait_for()
+    _idle(page)
+    _shot(page, "04_demo_results")
+    runs = list_runs(db=server["db"])
+    assert sorted(runs["status"]) == ["done"] * 3, runs[["config", "status", "error"]].to_dict("records")
+    for run_id in runs["run_id"]:
+        assert "pair/roc_auc" in set(load_metrics(run_id, db=server["db"])["name"])
+
+    csv = _bad_csv(tmp_path / "shop")
+    page.goto(f"{url}/Eval_sets")
+    page.get_by_role("radiogroup").get_by_text("Import").click()
+    page.get_by_text("A file or folder on the server").click()
+    path_input = page.get_by_label("Path on the server")
+    path_input.fill(str(csv))
+    path_input.press("Enter")
+    page.get_by_label("Eval set name").wait_for()
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_text("Strict mode: nothing was imported because 1 row(s) have errors").wait_for(timeout=60_000)
+    page.get_by_text("Rows with errors: 5").wait_for()
+    _idle(page)
+    _shot(page, "05_strict_import_report")
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "timings.json").write_text(json.dumps(timings, indent=1))
+    print("browser timings:", timings)

@@ -1,0 +1,125 @@
+"""Browser flows of the analysis pages: a real `streamlit run` server driven by headless Chromium (Playwright).
+
+Compare (leaderboard and curves visible), Embedding space (compute PCA → plot visible), Mismatches (gallery
+visible). Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _part2():
+    if "part2_data" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("part2_data", ROOT / "tests" / "viz" / "part2_data.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["part2_data"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["part2_data"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    pytest.importorskip("playwright.sync_api")
+    db = _part2().copy_db(_part2().build(tmp_path_factory), tmp_path_factory.mktemp("browser2"))
+    port = _free_port()
+    env = {**os.environ, "WORKBENCH_DB": str(db.path)}
+    log = open(tmp_path_factory.getbasetemp() / "streamlit-part2.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("streamlit did not start") from None
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", db
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_compare_shows_leaderboard_and_curves(server, page):
+    url, _ = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{url}/Compare", wait_until="domcontentloaded")
+    page.get_by_text("Leaderboard", exact=True).wait_for(timeout=90_000)
+    page.locator('[data-testid="stTable"]').first.wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2
+    page.screenshot(path=str(SHOTS / "part2_compare.png"), full_page=False)
+    _no_exception(page)
+
+
+def test_embedding_space_computes_pca_plot(server, page):
+    url, _ = server
+    page.goto(f"{url}/Embedding_space", wait_until="domcontentloaded")
+    page.get_by_text("PCA", exact=True).click(timeout=60_000)
+    page.get_by_role("button", name="Compute projection").click()
+    page.get_by_text("PCA on all", exact=False).wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "part2_embedding.png"), full_page=False)
+    _no_exception(page)
+
+
+def test_mismatches_gallery(server, page):
+    url, _ = server
+    page.goto(f"{url}/Mismatches", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Mark as label error").first.wait_for(timeout=90_000)
+    page.locator('[data-testid="stImage"]').first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "part2_mismatches.png"), full_page=False)
+    _no_exception(page)

@@ -1,0 +1,105 @@
+"""Eval sets page: validate/import a small CSV with a bad row (strict and lenient), upload, gallery, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+COLORS = {"red": (200, 30, 30), "blue": (30, 40, 200), "green": (30, 160, 40), "yellow": (230, 210, 40),
+          "black": (10, 10, 10), "white": (245, 245, 245), "pink": (240, 150, 190), "gray": (128, 128, 128)}
+
+
+@pytest.fixture
+def small_csv(tmp_path: Path) -> Path:
+    """A labelled-free CSV of 8 products with real PNGs, plus row 9 pointing at a missing image."""
+    folder = tmp_path / "shop"
+    (folder / "img").mkdir(parents=True)
+    lines = ["image_path,title,sku,category"]
+    for i, (name, rgb) in enumerate(COLORS.items()):
+        Image.new("RGB", (48, 40), rgb).save(folder / "img" / f"{name}.png")
+        category = "mug" if i % 2 else "帽子"
+        title = f"{name} ceramic mug" if i % 2 else f"{name} 棒球帽 hat"
+        lines.append(f"img/{name}.png,{title},sku-{i},{category}")
+    lines.append("img/missing.png,orange mug,sku-9,mug")
+    path = folder / "pairs.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _open_import(open_page, by_label, source: Path, name: str):
+    at = open_page("pages/1_Eval_sets.py")
+    at.run()
+    at.radio(key="evalsets_view").set_value("Import").run()
+    at.radio(key="evalsets_source_kind").set_value("A file or folder on the server").run()
+    at.text_input(key="evalsets_path").input(str(source)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    by_label(at.text_input, "Eval set name").input(name)
+    return at
+
+
+def test_strict_then_lenient_import_and_browse_and_delete(app_db, small_csv, open_page, by_label, page_text):
+    from workbench.data.evalsets import list_eval_sets
+
+    at = _open_import(open_page, by_label, small_csv, "shop")
+    assert by_label(at.selectbox, "Format").value == "csv"
+    assert by_label(at.selectbox, "image *").value == "image_path"  # guessed mapping
+    assert by_label(at.selectbox, "product").value == "sku"
+    assert list(at.dataframe[0].value.columns) == ["image_path", "title", "sku", "category"]  # preview
+
+    by_label(at.button, "Validate").click().run()
+    assert "Validation: 9 rows read, 1 with errors, 8 good." in " ".join(w.value for w in at.warning)
+    report = at.dataframe[-1].value
+    assert list(report["row"]) == [9] and report["code"].iloc[0] == "missing_file"
+
+    by_label(at.button, "Import").click().run()  # strict (default): nothing imported
+    assert "Strict mode: nothing was imported because 1 row(s) have errors" in " ".join(e.value for e in at.error)
+    assert at.dataframe[-1].value["code"].tolist() == ["missing_file"]
+    assert "shop" not in set(list_eval_sets(app_db.path)["name"])
+
+    by_label(at.radio, "Mode").set_value("lenient")
+    by_label(at.button, "Import").click().run()
+    assert not at.exception
+    assert "Imported 'shop': 8 products" in " ".join(s.value for s in at.success)
+    assert "shop" in set(list_eval_sets(app_db.path)["name"])
+
+    at.radio(key="evalsets_view").set_value("Browse").run()
+    assert at.selectbox(key="evalsets_choice").value == "shop"  # the import is selected
+    at.selectbox(key="evalsets_f_label").set_value("match").run()
+    cards = [c.value for c in at.caption if c.value.startswith(("✅", "❌"))]
+    assert len(cards) == 8 and all(c.startswith("✅ match") for c in cards)
+    assert len(at.image) == len(cards)  # a thumbnail per card
+    at.text_input(key="evalsets_f_search").input("棒球帽").run()
+    shown = [t.value for t in at.text]
+    assert shown and all("棒球帽" in t for t in shown)
+    at.selectbox(key="evalsets_f_category").set_value("mug").run()
+    assert any("No pairs match" in i.value for i in at.info)
+
+    delete = by_label(at.button, "Delete eval set")
+    assert delete.disabled  # needs the confirmation first
+    at.checkbox(key="evalsets_confirm_shop").check().run()
+    by_label(at.button, "Delete eval set").click().run()
+    assert "Deleted eval set 'shop'." in " ".join(s.value for s in at.success)
+    assert "shop" not in set(list_eval_sets(app_db.path)["name"])
+    assert not at.exception
+
+
+def test_upload_validate_with_image_root_and_charts(app_db, small_csv, open_page, by_label):
+    absolute = small_csv.read_text(encoding="utf-8").replace("img/", f"{small_csv.parent}/img/")
+    at = open_page("pages/1_Eval_sets.py")
+    at.run()
+    at.radio(key="evalsets_view").set_value("Import").run()
+    at.file_uploader(key="evalsets_upload").upload("upload.csv", absolute.encode("utf-8"), "text/csv").run()
+    assert not at.exception, [e.value for e in at.exception]
+    saved = list((app_db.path.parent / "uploads").rglob("upload.csv"))
+    assert len(saved) == 1
+    at.text_input(key="evalsets_image_root").input(str(small_csv.parent))
+    by_label(at.button, "Validate").click().run()
+    assert "1 with errors" in " ".join(w.value for w in at.warning)
+    assert at.dataframe[-1].value["code"].tolist() == ["missing_file"]
+
+    at.radio(key="evalsets_view").set_value("Charts").run()
+    at.selectbox(key="evalsets_choice").set_value("tiny").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 5

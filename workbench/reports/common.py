@@ -1,0 +1,219 @@
+"""Format-independent pieces of a report: number formatting, tables and the reproducibility card.
+
+Tables are returned as plain DataFrames of *unescaped* strings; each renderer escapes them for its own format.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from workbench.metrics import get_metric
+from workbench.reports.data import ReportData, RunReport, flip_counts
+
+HEADLINE = (
+    "pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc", "pair/ece",
+    "pair/threshold", "t2i/success@1", "t2i/success@5", "t2i/recall@5", "t2i/mrr", "t2i/ndcg@10", "i2t/success@1",
+    "i2t/success@5", "i2t/recall@5", "i2t/mrr", "i2t/ndcg@10", "zeroshot/acc@1",
+)
+RETRIEVAL_BARS = ("success@1", "success@5", "success@10", "recall@5", "mrr", "ndcg@10")
+DIGITS = 4
+
+
+def fmt(value: Any, digits: int = DIGITS) -> str:
+    """A metric value as shown in every format (``0.4894``); empty for missing values."""
+    if value is None:
+        return ""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return ""
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    if number == int(number) and abs(number) >= 1 and abs(number) < 1e9:
+        return str(int(number)) if digits == 0 else f"{number:.{digits}f}"
+    return f"{number:.{digits}f}"
+
+
+def fmt_ci(low: Any, high: Any) -> str:
+    return f"[{fmt(low)}, {fmt(high)}]" if fmt(low) and fmt(high) else ""
+
+
+def direction(name: str) -> str:
+    """↑ when higher is better, ↓ when lower is better, empty when the registry does not know the metric."""
+    try:
+        return "↑" if get_metric(name).higher_is_better else "↓"
+    except (KeyError, ValueError):
+        return ""
+
+
+def describe(name: str) -> str:
+    try:
+        return get_metric(name).description
+    except (KeyError, ValueError):
+        return ""
+
+
+def metrics_table(run: RunReport, *, names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Headline metrics of one run: metric, value, 95% CI, n, direction."""
+    frame = run.metrics
+    if names is not None:
+        order = {n: i for i, n in enumerate(names)}
+        frame = frame[frame["name"].isin(order)].assign(_o=lambda f: f["name"].map(order)).sort_values("_o")
+    rows = [{"metric": r.name, "": direction(r.name), "value": fmt(r.value), "95% CI": fmt_ci(r.ci_low, r.ci_high),
+             "n": "" if pd.isna(r.n) else str(int(r.n))} for r in frame.itertuples()]
+    return pd.DataFrame(rows, columns=["metric", "", "value", "95% CI", "n"])
+
+
+def leaderboard_table(data: ReportData) -> pd.DataFrame:
+    """Runs × headline metrics (value with CI), the baseline first; from ``compare_runs``' table."""
+    if data.comparison is None:
+        return pd.DataFrame()
+    names = [n for n in HEADLINE if n in data.comparison["metrics"]]
+    rows = []
+    for entry in data.comparison["table"]:
+        row = {"run": entry["run_id"], "config": entry["config"], "baseline": "yes" if entry["baseline"] else ""}
+        for n in names:
+            low, high = entry.get(f"{n} CI") or (None, None)
+            row[n] = fmt(entry[n]) + (f" {fmt_ci(low, high)}" if fmt_ci(low, high) else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tests_table(data: ReportData) -> pd.DataFrame:
+    """Paired tests of each run against the baseline: metric, test, delta, CI, p, Holm-adjusted p."""
+    if data.comparison is None:
+        return pd.DataFrame()
+    rows = []
+    for entry in data.comparison["tests"]:
+        for name in ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc"):
+            t = entry.get(name) or {}
+            p = t.get("p_holm")
+            rows.append({"run": entry["run_id"], "metric": name, "test": t.get("test", ""),
+                         "delta vs baseline": fmt(t.get("delta")), "95% CI": fmt_ci(t.get("ci_low"), t.get("ci_high")),
+                         "p": fmt(t.get("p_value")), "p (Holm)": fmt(p),
+                         "significant": "" if p is None else ("yes" if p < 0.05 else "no")})
+    return pd.DataFrame(rows)
+
+
+def slice_display(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        if column.startswith("pair/"):
+            out[column] = out[column].map(fmt)
+    if "n" in out:
+        out["n"] = out["n"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    return out
+
+
+def confusion_table(run: RunReport) -> pd.DataFrame:
+    c = run.confusion
+    return pd.DataFrame([
+        {"": "actual match", "predicted match": str(c["tp"]), "predicted non-match": str(c["fn"])},
+        {"": "actual non-match", "predicted match": str(c["fp"]), "predicted non-match": str(c["tn"])},
+    ])
+
+
+def operating_point(run: RunReport) -> dict[str, str]:
+    """The decision rule and its headline numbers (stored metrics, not recomputed)."""
+    rule = f"score ≥ {fmt(run.threshold)}" if run.threshold is not None else "no stored threshold"
+    if run.per_category_thresholds:
+        rule += f" (per-category thresholds for {len(run.per_category_thresholds)} categories)"
+    policy = ((run.curves or {}).get("threshold_options") or run.config.get("threshold") or {}).get("policy", "")
+    return {"decision rule": rule, "chosen on": f"val split, policy {policy}".strip(),
+            **{name.split("/")[1]: fmt(run.metric(name)) for name in
+               ("pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/specificity")}}
+
+
+def retrieval_frame(data: ReportData) -> pd.DataFrame:
+    """Long frame (run, name, value, ci_low, ci_high) of the retrieval metrics, for bar charts."""
+    rows = []
+    for run in data.runs:
+        for d in ("t2i", "i2t"):
+            for key in RETRIEVAL_BARS:
+                m = run.metrics[run.metrics["name"] == f"{d}/{key}"]
+                if not m.empty:
+                    r = m.iloc[0]
+                    rows.append({"run": run.label, "name": f"{d}/{key}", "value": r["value"], "ci_low": r["ci_low"],
+                                 "ci_high": r["ci_high"]})
+    return pd.DataFrame(rows, columns=["run", "name", "value", "ci_low", "ci_high"])
+
+
+def retrieval_table(run: RunReport) -> pd.DataFrame:
+    names = [f"{d}/{k}" for d in ("t2i", "i2t") for k in
+             ("success@1", "success@5", "success@10", "recall@1", "recall@5", "recall@10", "mrr", "map", "ndcg@10",
+              "median_rank", "n_queries_without_positive")]
+    return metrics_table(run, names=tuple(names))
+
+
+def slices_long(data: ReportData) -> pd.DataFrame:
+    """Per-slice metrics of every run (columns run, slice_kind, slice_value, name, value) for the heatmap."""
+    frames = [r.slices.assign(run=r.label) for r in data.runs]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def flips_table(data: ReportData) -> pd.DataFrame:
+    return flip_counts(data)
+
+
+def environment_rows(run: RunReport) -> list[tuple[str, str]]:
+    """The reproducibility card of one run as (field, value) rows; values are unescaped strings."""
+    env = run.environment or {}
+    rows: list[tuple[str, str]] = [
+        ("run id", run.run_id), ("config", run.config_name), ("config fingerprint", run.fingerprint),
+        ("eval set", run.eval_set), ("eval-set content hash", str(run.eval_set_hash or "")),
+    ]
+    rows += [(f"{side.replace('_', ' ')}", _encoder_line(run.timings.get(side))) for side in
+             ("image_encoder", "text_encoder") if run.timings.get(side)]
+    device = env.get("device")
+    device_text = run.device or ""
+    if isinstance(device, dict):
+        device_text = " ".join(str(v) for v in device.values() if v)
+    rows += [("seed", "" if run.seed is None else str(run.seed)), ("device", device_text)]
+    rows += [(lib, str(env[lib])) for lib in ("python", "torch", "transformers", "duckdb", "numpy", "scikit-learn",
+                                              "platform") if env.get(lib)]
+    rows += [("git SHA", str(env.get("git_sha") or "unknown")), ("started", run.started_at or ""),
+             ("finished", run.finished_at or ""), ("config file", run.config_file),
+             ("recreate with", run.command)]
+    return rows
+
+
+def _encoder_line(info: dict | None) -> str:
+    if not info:
+        return ""
+    parts = [str(info.get("encoder", "")), f"fingerprint {info.get('fingerprint') or info.get('cache_key') or '?'}"]
+    return " · ".join(p for p in parts if p)
+
+
+def reproducibility(data: ReportData, run: RunReport) -> dict:
+    """The reproducibility card as data (JSON report and tests)."""
+    env = run.environment or {}
+    info = data.eval_sets.get(run.eval_set, {})
+    return {
+        "eval_set": run.eval_set, "eval_set_hash": run.eval_set_hash, "eval_set_seed": info.get("seed"),
+        "eval_set_recreate_command": info.get("recreate_command"), "split_seed": info.get("seed"),
+        "run_seed": run.seed, "config_fingerprint": run.fingerprint, "config_toml": run.config_toml,
+        "config_file": run.config_file, "command": run.command,
+        "encoders": {side: {k: (run.timings.get(side) or {}).get(k) for k in ("encoder", "fingerprint")}
+                     for side in ("image_encoder", "text_encoder") if run.timings.get(side)},
+        "device": run.device, "device_detail": env.get("device"),
+        "versions": {k: env.get(k) for k in ("python", "torch", "transformers", "duckdb", "numpy", "scikit-learn")
+                     if env.get(k)},
+        "platform": env.get("platform"), "git_sha": env.get("git_sha"),
+        "started_at": run.started_at, "finished_at": run.finished_at,
+    }
+
+
+def eval_set_rows(info: dict) -> list[tuple[str, str]]:
+    rows = [("name", str(info.get("name", ""))), ("content hash", str(info.get("content_hash") or "")),
+            ("split seed", "" if info.get("seed") is None else str(info["seed"])),
+            ("source", str(info.get("source") or "")),
+            ("size", f"{info.get('n_products')} products, {info.get('n_images')} images, {info.get('n_texts')} "
+                     f"texts, {info.get('n_pairs')} pairs")]
+    if info.get("recreate_command"):
+        rows.append(("recreate with", info["recreate_command"]))
+    return rows
