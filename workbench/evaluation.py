@@ -241,7 +241,7 @@ def apply_thresholds(frame: pd.DataFrame, global_t: float, per_category: dict[st
     return thresholds
 
 
-def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = None, seed: int = 0,
+def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = None, seed: int | None = None,
                     exclude_label_errors: bool = False, n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
     """(Re)compute every metric of a run from its stored per-item results; store and return them (long format).
 
@@ -251,7 +251,9 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
         run = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if run is None:
             raise KeyError(f"Run {run_id!r} not found.")
-        options = threshold_options or json.loads(run[0]).get("threshold", {"policy": "max_f1"})
+        stored_config = json.loads(run[0])
+        options = threshold_options or stored_config.get("threshold", {"policy": "max_f1"})
+        seed = stored_config.get("seed", 0) if seed is None else seed  # the run's own seed: same resamples
         pairs = _scored_pairs(con, run_id, exclude_label_errors)
         artifacts = dict(con.execute("SELECT kind, payload FROM run_artifacts WHERE run_id = ?", [run_id]).fetchall())
         n_excluded = con.execute(

@@ -35,6 +35,7 @@ from workbench.models.fusion import FusionData, PairSet, create_fusion_head
 
 STAGES = ("load", "fit_encoders", "encode_images", "encode_texts", "train", "score", "metrics")
 TERMINAL = ("done", "failed", "cancelled")
+BACKENDS = ("local", "ray")  # where encoding runs; "ray" needs requirements-scale.txt
 HEARTBEAT_STALE_S = 120
 ProgressCallback = Callable[[dict], None]
 
@@ -231,7 +232,8 @@ def _encoder_cache_key(encoder, config: RunConfig, train_hashes: list[str]) -> s
 
 # ----------------------------------------------------------------------------------------------------------- run
 def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality: str, device: torch.device,
-                 tokens: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict, object]:
+                 tokens: bool, backend: str = "local", ray_address: str | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict, object]:
     spec = dict(config.image_encoder if modality == "image" else config.text_encoder)
     encoder = create_encoder(spec.pop("type"), **spec)
     frame = data.images if modality == "image" else data.texts
@@ -257,11 +259,21 @@ def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality
         encoder.fit(items, targets=targets, seed=config.seed, device=device, progress=ctx.fraction_progress)
         fit_seconds = time.perf_counter() - start
     ctx.enter("encode_images" if modality == "image" else "encode_texts")
-    vectors, token_list, stats = encode_with_cache(
-        encoder, list(sources), list(frame["sha256"]), db=ctx.db, cache_key=key, device=device,
-        batch_size=config.batch_size, tokens=tokens, progress=ctx.progress_for(), cancel=ctx.cancel,
-    )
-    info.update(fit_s=round(fit_seconds, 3), encode_s=round(stats.seconds, 3), n_items=stats.n_items,
+    if backend == "ray":  # encoding on a Ray actor pool; the fitted encoder travels to the actors
+        from workbench.scale.ray_backend import encode_with_ray
+
+        vectors, token_list, stats = encode_with_ray(
+            encoder, list(sources), list(frame["sha256"]), db=ctx.db, cache_key=key, device_type=device.type,
+            batch_size=config.batch_size, tokens=tokens, ray_address=ray_address, progress=ctx.progress_for(),
+            cancel=ctx.cancel,
+            work_dir=store.resolve_db_path(ctx.db).parent / "ray_work" / f"{ctx.run_id}-{modality}",
+        )
+    else:
+        vectors, token_list, stats = encode_with_cache(
+            encoder, list(sources), list(frame["sha256"]), db=ctx.db, cache_key=key, device=device,
+            batch_size=config.batch_size, tokens=tokens, progress=ctx.progress_for(), cancel=ctx.cancel,
+        )
+    info.update(backend=backend, fit_s=round(fit_seconds, 3), encode_s=round(stats.seconds, 3), n_items=stats.n_items,
                 n_cached=stats.n_cached, n_encoded=stats.n_encoded, batch_size=stats.batch_size,
                 fingerprint=cache_key)
     ctx.log(f"{modality}s: {stats.n_encoded} encoded, {stats.n_cached} from cache ({stats.seconds:.1f} s)")
@@ -309,14 +321,17 @@ def _seed_everything(seed: int) -> None:
 
 
 def execute_run(run_id: str, *, db=None, device: str = "auto", callback: ProgressCallback | None = None,
-                cancel: threading.Event | None = None) -> str:
-    """Execute a queued run to completion; returns the final status. Never raises for a failed run."""
+                cancel: threading.Event | None = None, backend: str = "local", ray_address: str | None = None) -> str:
+    """Execute a queued run to completion; returns the final status. Never raises for a failed run.
+
+    ``backend="ray"`` encodes on a Ray cluster (``ray_address``, else a local instance); heads and metrics stay here.
+    """
     from workbench.evaluation import evaluate_run
 
     record = get_run(run_id, db=db)
     config = RunConfig(**record["config"])
     ctx = RunContext(run_id, db, callback, cancel or threading.Event())
-    timings: dict = {}
+    timings: dict = {"backend": backend, **({"ray_address": ray_address} if ray_address else {})}
     status, error = "done", None
     with store.connect(db) as con:
         con.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ? "
@@ -324,6 +339,8 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
     stop_beat = threading.Event()
     threading.Thread(target=ctx.beat, args=(stop_beat,), name=f"heartbeat-{run_id}", daemon=True).start()
     try:
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}. Available: {list(BACKENDS)}")
         torch_device = resolve_device(device)
         ctx.gpu = gpu_memory(torch_device)
         _seed_everything(config.seed)
@@ -342,8 +359,8 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
         head_spec = dict(config.fusion)
         head = create_fusion_head(head_spec.pop("type"), **head_spec)
         tokens = head.uses_tokens
-        image_side = _encode_side(ctx, config, data, "image", torch_device, tokens)
-        text_side = _encode_side(ctx, config, data, "text", torch_device, tokens)
+        image_side = _encode_side(ctx, config, data, "image", torch_device, tokens, backend, ray_address)
+        text_side = _encode_side(ctx, config, data, "text", torch_device, tokens, backend, ray_address)
         timings["image_encoder"], timings["text_encoder"] = image_side[3], text_side[3]
         ctx.gpu = gpu_memory(torch_device)
 
@@ -400,10 +417,12 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
 
 
 def run(config: RunConfig, eval_set: str, *, db=None, device: str = "auto",
-        callback: ProgressCallback | None = None, cancel: threading.Event | None = None) -> str:
+        callback: ProgressCallback | None = None, cancel: threading.Event | None = None, backend: str = "local",
+        ray_address: str | None = None) -> str:
     """Python API: create and execute a run synchronously; returns the run id (check its status)."""
     run_id = create_run(config, eval_set, db=db, device=device)
-    execute_run(run_id, db=db, device=device, callback=callback, cancel=cancel)
+    execute_run(run_id, db=db, device=device, callback=callback, cancel=cancel, backend=backend,
+                ray_address=ray_address)
     return run_id
 
 

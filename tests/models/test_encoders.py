@@ -347,3 +347,29 @@ def test_image_towers_give_one_region_token_per_final_cell(name, image_items):
     assert tokens.shape == (2, (32 // 2**3) ** 2, 8) and mask.all()
     with pytest.raises(ValueError, match="multiple of 2\\*\\*blocks = 8"):
         create_encoder(name, blocks=3, image_size=36)
+
+
+@pytest.mark.parametrize("name, folder", [("hf_vision", "vit"), ("clip_image", "clip"), ("clip_image", "siglip")])
+def test_fast_image_transform_matches_the_processor(tiny_models, image_items, name, folder):
+    """The threaded uint8 resize + on-device normalisation gives the processor's pixel values."""
+    from workbench.models.hf import FastImageTransform, _pixel_values
+
+    options = {"model": tiny_models[folder]} | ({"pooling": "cls"} if name == "hf_vision" else {})
+    encoder = create_encoder(name, **options)
+    parts = encoder._components()
+    assert isinstance(parts["fast"], FastImageTransform)
+    wide = [image.resize((61, 45)) for image in image_items]  # aspect ratio and size both need work
+    fast = _pixel_values(parts, encoder.preprocess(wide), torch.device("cpu"))
+    reference = parts["processor"](images=wide, return_tensors="pt")["pixel_values"]
+    assert fast.shape == reference.shape
+    assert torch.allclose(fast, reference, atol=0.02)
+    slow = dict(parts, fast=None)
+    assert torch.allclose(encoder.forward(encoder.preprocess(wide), torch.device("cpu")),
+                          encoder.forward({"pixel_values": reference}, torch.device("cpu")) if name == "hf_vision"
+                          else encoder.forward(_image_batch_slow(slow, wide), torch.device("cpu")), atol=1e-3)
+
+
+def _image_batch_slow(parts, images):
+    from workbench.models.hf import _image_batch
+
+    return _image_batch(parts, images)

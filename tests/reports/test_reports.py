@@ -222,3 +222,15 @@ def test_reproducibility_command_recreates_the_metrics(single, report_db, monkey
     for column in ("value", "ci_low", "ci_high"):
         np.testing.assert_allclose(after[column].to_numpy(float), before[column].to_numpy(float), rtol=0, atol=1e-9,
                                    equal_nan=True)
+
+
+def test_cli_report_command(report_db, tmp_path, capsys):
+    from workbench.cli import main
+
+    capsys.readouterr()
+    code = main(["--db", str(report_db.path), "report", report_db.cosine, "--format", "parquet", "--out",
+                 str(tmp_path / "pairs.parquet")])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "pairs.parquet")
+    assert len(pd.read_parquet(tmp_path / "pairs.parquet")) == len(_db_pairs(report_db.path, report_db.cosine))
+    assert (tmp_path / f"pairs.{report_db.cosine}.config.toml").exists()

@@ -15,6 +15,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -24,6 +25,86 @@ TEXT_POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
 VISION_POOLINGS = ("cls", "mean", "pooler")
 PREPROCESSING_SUFFIXES = (".json", ".txt", ".model")
 MAX_PADDING_TYPES = ("siglip", "siglip2")  # trained on max_length-padded text without attention masks
+
+
+class FastImageTransform:
+    """The resize / centre-crop / rescale / normalise of common image processors (ViT, CLIP, SigLIP, DINOv2 …),
+    split so that worker threads only resize and crop uint8 images and the device does the arithmetic.
+
+    transformers' processors convert every image to float numpy arrays on the CPU, which starves a GPU; this keeps
+    the CPU work to one PIL resize per image. Processors with other steps (e.g. ConvNeXt's crop_pct) are not
+    handled: :meth:`from_processor` returns None and the processor itself is used.
+    """
+
+    def __init__(self, resize: dict, crop: tuple[int, int] | None, resample: int, scale: float, mean, std) -> None:
+        self.resize, self.crop, self.resample, self.scale = resize, crop, resample, scale
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_processor(cls, processor: Any) -> FastImageTransform | None:
+        size = _size_dict(getattr(processor, "size", None))
+        if (getattr(processor, "crop_pct", None) is not None or not getattr(processor, "do_resize", False)
+                or not getattr(processor, "do_normalize", False) or getattr(processor, "do_pad", False)
+                or not ({"shortest_edge"} == set(size) or {"height", "width"} == set(size))):
+            return None
+        crop = None
+        if getattr(processor, "do_center_crop", False):
+            crop_size = _size_dict(processor.crop_size)
+            crop = (int(crop_size["height"]), int(crop_size["width"]))
+        scale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0
+        resample = int(getattr(processor, "resample", Image.Resampling.BICUBIC))
+        return cls(dict(size), crop, resample, scale, processor.image_mean, processor.image_std)
+
+    def _resize(self, image: Image.Image) -> Image.Image:
+        if "shortest_edge" in self.resize:
+            edge = int(self.resize["shortest_edge"])
+            w, h = image.size
+            ratio = edge / min(w, h)
+            target = (max(edge, round(w * ratio)), max(edge, round(h * ratio)))
+        else:
+            target = (int(self.resize["width"]), int(self.resize["height"]))
+        return image.resize(target, resample=self.resample)
+
+    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
+        """(N, H, W, 3) uint8, resized and cropped."""
+        arrays = []
+        for image in images:
+            image = self._resize(image.convert("RGB"))
+            if self.crop is not None:
+                ch, cw = self.crop
+                left, top = (image.width - cw) // 2, (image.height - ch) // 2
+                image = image.crop((left, top, left + cw, top + ch))
+            arrays.append(torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()))
+        return torch.stack(arrays)
+
+    def to_pixel_values(self, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+        x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float() * self.scale
+        return (x - self.mean.to(device)) / self.std.to(device)
+
+
+def _size_dict(size: Any) -> dict[str, int]:
+    """A processor's size (a dict, a transformers SizeDict or an int) as a dict of the keys that are set."""
+    if size is None:
+        return {}
+    if isinstance(size, int):
+        return {"height": size, "width": size}
+    items = size.items() if isinstance(size, dict) else vars(size).items()
+    return {k: int(v) for k, v in items if v is not None}
+
+
+def _image_batch(parts: dict[str, Any], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+    fast = parts.get("fast")
+    if fast is not None:
+        return {"pixel_uint8": fast(images)}
+    rgb = [image.convert("RGB") for image in images]
+    return {"pixel_values": parts["processor"](images=rgb, return_tensors="pt")["pixel_values"]}
+
+
+def _pixel_values(parts: dict[str, Any], batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    if "pixel_uint8" in batch:
+        return parts["fast"].to_pixel_values(batch["pixel_uint8"], device)
+    return batch["pixel_values"].to(device)
 
 _hash_cache: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
@@ -153,11 +234,12 @@ class HFEncoder(Encoder):
         return self._components()["dim"]
 
     def _state_fingerprint(self) -> str:
+        parts = self._components()
+        state = {"fast_image_transform": parts.get("fast") is not None}
         local = self._local_dir
         if local is not None:
-            return json.dumps(folder_hashes(local), sort_keys=True)
-        config = self._components()["model"].config
-        return json.dumps({"commit": getattr(config, "_commit_hash", None)})
+            return json.dumps({**folder_hashes(local), **state}, sort_keys=True)
+        return json.dumps({"commit": getattr(parts["model"].config, "_commit_hash", None), **state})
 
     def _module_on(self, device: torch.device) -> torch.nn.Module:
         return self._components()["model"].to(device)
@@ -335,14 +417,14 @@ class HFVisionEncoder(HFEncoder):
         model = self._load_model()
         config = model.config
         dim = getattr(config, "hidden_size", None) or config.hidden_sizes[-1]
-        return {"processor": processor, "model": model, "dim": int(dim)}
+        return {"processor": processor, "fast": FastImageTransform.from_processor(processor), "model": model,
+                "dim": int(dim)}
 
     def preprocess(self, items: list[Image.Image]) -> dict[str, torch.Tensor]:
-        images = [image.convert("RGB") for image in items]
-        return {"pixel_values": self._components()["processor"](images=images, return_tensors="pt")["pixel_values"]}
+        return _image_batch(self._components(), items)
 
     def _outputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> Any:
-        return self._module_on(device)(pixel_values=batch["pixel_values"].to(device))
+        return self._module_on(device)(pixel_values=_pixel_values(self._components(), batch, device))
 
     @staticmethod
     def _tokens(hidden: torch.Tensor) -> torch.Tensor:
@@ -379,7 +461,7 @@ class DualEncoder(HFEncoder):
         model = self._load_model()
         parts = {"model": model, **self._load_processor(model)}
         with torch.inference_mode():
-            parts["dim"] = int(self._project(model, self._preprocess_with(parts, self._probe_items())).shape[-1])
+            parts["dim"] = int(self._project(parts, self._preprocess_with(parts, self._probe_items())).shape[-1])
         return parts
 
     @abstractmethod
@@ -395,16 +477,16 @@ class DualEncoder(HFEncoder):
         """Preprocess with already loaded parts."""
 
     @abstractmethod
-    def _project(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Unnormalised projected features."""
+    def _project(self, parts: dict[str, Any], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unnormalised projected features (``parts["model"]`` is already on the batch's device)."""
 
     def preprocess(self, items: list) -> dict[str, torch.Tensor]:
         return self._preprocess_with(self._components(), items)
 
     @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        model = self._module_on(device)
-        return l2_normalize(self._project(model, {k: v.to(device) for k, v in batch.items()}).float())
+        self._module_on(device)
+        return l2_normalize(self._project(self._components(), {k: v.to(device) for k, v in batch.items()}).float())
 
 
 @register_encoder
@@ -422,17 +504,19 @@ class CLIPImageEncoder(DualEncoder):
         super().__init__(model, revision, trust_remote_code)
 
     def _load_processor(self, model: torch.nn.Module) -> dict[str, Any]:
-        return {"processor": self._from_pretrained("AutoImageProcessor")}
+        processor = self._from_pretrained("AutoImageProcessor")
+        return {"processor": processor, "fast": FastImageTransform.from_processor(processor)}
 
     def _probe_items(self) -> list:
         return [Image.new("RGB", (32, 32))]
 
     def _preprocess_with(self, parts: dict[str, Any], items: list[Image.Image]) -> dict[str, torch.Tensor]:
-        images = [image.convert("RGB") for image in items]
-        return {"pixel_values": parts["processor"](images=images, return_tensors="pt")["pixel_values"]}
+        return _image_batch(parts, items)
 
-    def _project(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return _features(model.get_image_features(pixel_values=batch["pixel_values"]))
+    def _project(self, parts: dict[str, Any], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        model = parts["model"]
+        device = next(model.parameters()).device
+        return _features(model.get_image_features(pixel_values=_pixel_values(parts, batch, device)))
 
 
 @register_encoder
@@ -483,5 +567,5 @@ class CLIPTextEncoder(DualEncoder):
             )
         return {k: v for k, v in encoded.items() if k in parts["accepted"]}
 
-    def _project(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return _features(model.get_text_features(**batch))
+    def _project(self, parts: dict[str, Any], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _features(parts["model"].get_text_features(**batch))

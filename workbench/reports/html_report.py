@@ -30,7 +30,7 @@ nav a{margin-right:14px;color:#0969da;text-decoration:none;font-size:.92em}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:.86em;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.muted{color:#59636e;font-size:.9em}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:12px}
+.muted{color:#59636e;font-size:.9em}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
 .grid>*{min-width:0;overflow:hidden}
 pre{background:#f6f8fa;border:1px solid #d0d7de;padding:8px;overflow-x:auto;font-size:.85em}
 code{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
