@@ -90,3 +90,21 @@ def test_import_strict_rejects_and_lenient_imports(tmp_path: Path, capsys):
 def test_bad_mapping_is_rejected(tmp_path, bad):
     with pytest.raises(SystemExit):
         main(["--db", str(tmp_path / "x.duckdb"), "evalset", "import", str(tmp_path), "--name", "x", *bad])
+
+
+def test_compare_json_is_strict_json(tmp_path: Path, capsys):
+    db = str(tmp_path / "cmp.duckdb")
+    assert main(["--db", db, "catalog", "--name", "cat", "--products", "24", "--seed", "2"]) == 0
+    run_ids = []
+    for fusion in ('type = "cosine"', 'type = "contrastive"\ndim = 4\nepochs = 2'):
+        config = tmp_path / "c.toml"
+        config.write_text(f'name = "c"\n[image_encoder]\ntype = "keyword_image"\n[text_encoder]\ntype = "keyword_text"\n'
+                          f"[fusion]\n{fusion}\n", encoding="utf-8")
+        assert main(["--db", db, "run", "--eval-set", "cat", "--config", str(config), "--device", "cpu"]) == 0
+        run_ids.append(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["--db", db, "compare", *run_ids, "--json"]) == 0
+    comparison = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert comparison["baseline"] == run_ids[0]
+    assert {"pair/f1", "pair/accuracy", "pair/roc_auc"} <= set(comparison["tests"][0])
+    assert main(["--db", db, "metrics", run_ids[1], "--json"]) == 0
+    json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))

@@ -15,7 +15,7 @@ from workbench.models.encoders import KeywordImageEncoder, KeywordTextEncoder
 
 KEYWORD = {
     "name": "keyword-cosine",
-    "image_encoder": {"type": "keyword_image"},
+    "image_encoder": {"type": "keyword_image", "min_share": 0.1},
     "text_encoder": {"type": "keyword_text"},
     "fusion": {"type": "cosine"},
 }
@@ -64,6 +64,9 @@ def test_keyword_run_scores_are_hand_checkable(run_db):
     for metric in ("pair/accuracy", "pair/f1", "pair/roc_auc", "t2i/success@5", "t2i/recall@5", "i2t/mrr",
                    "t2i/ndcg@10", "zeroshot/acc@1"):
         assert metric in names
+    slices = load_metrics(run_id, db=db, slices=True)
+    assert {"category", "pair_kind", "language", "attr.color", "gallery_random", "gallery_same_category"} <= set(
+        slices["slice_kind"])
     assert record["environment"]["torch"] == torch.__version__
     assert record["eval_set_hash"]
 

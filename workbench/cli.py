@@ -33,6 +33,21 @@ def _print_table(frame: pd.DataFrame) -> None:
         print(frame.to_string(index=False) if not frame.empty else "(none)")
 
 
+def _number(value) -> float | None:
+    """JSON has no NaN: undefined values (a metric without a CI, say) are null."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, str | bool) or value is None:
+        return value
+    return _number(value)
+
+
 def _parse_mapping(items: Sequence[str] | None) -> dict[str, str]:
     from workbench.data.importers import FIELDS
 
@@ -138,7 +153,8 @@ def _run_with_bar(config, eval_set: str, args: argparse.Namespace) -> str:
 
     run_id = runner.create_run(config, eval_set, db=args.db, device=args.device)
     try:
-        runner.execute_run(run_id, db=args.db, device=args.device, callback=callback)
+        runner.execute_run(run_id, db=args.db, device=args.device, callback=callback,
+                           backend=getattr(args, "backend", "local"), ray_address=getattr(args, "ray_address", None))
     except KeyboardInterrupt:
         runner.request_cancel(run_id, db=args.db)
         raise
@@ -223,8 +239,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     metrics = load_metrics(args.run_id, db=args.db)
     if args.json:
-        print(json.dumps({r.name: {"value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high}
-                          for r in metrics.itertuples()}, indent=2))
+        payload = {r.name: {"value": _number(r.value), "ci_low": _number(r.ci_low), "ci_high": _number(r.ci_high)}
+                   for r in metrics.itertuples()}
+        print(json.dumps(payload, indent=2, allow_nan=False))
     else:
         _print_table(metrics)
     return 0
@@ -235,7 +252,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     comparison = compare_runs(args.run_ids, db=args.db, baseline=args.baseline)
     if args.json:
-        print(json.dumps(comparison, indent=2, default=float))
+        print(json.dumps(_json_safe(comparison), indent=2, allow_nan=False))
     else:
         _print_table(pd.DataFrame(comparison["table"]))
     return 0
@@ -290,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="a .toml/.json file or the name of a ready-made config")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="where encoding runs: this process, or a Ray cluster (pip install -r requirements-scale.txt)")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="Ray cluster to join, e.g. ray://HOST:10001 or auto (default: start a local Ray instance)")
 
     p = add("configs", cmd_configs, "List the ready-made configurations.")
     p.add_argument("--json", action="store_true")

@@ -111,6 +111,6 @@ def dump_config_toml(config: RunConfig) -> str:
 
     data = config.to_dict()
     lines = [f"{k} = {value(data[k])}" for k in ("name", "description", "offline", "seed", "batch_size")]
-    for section in ("image_encoder", "text_encoder", "fusion", "threshold"):
-        lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in data[section].items()]
+    for section in ("image_encoder", "text_encoder", "fusion", "threshold"):  # TOML has no null: None is left out
+        lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in data[section].items() if v is not None]
     return "\n".join(lines) + "\n"

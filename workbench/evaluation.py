@@ -34,11 +34,14 @@ from workbench.metrics import (
     roc_curve_points,
 )
 from workbench.metrics.classification import UNDEFINED_POLICIES as PAIR_POLICIES
+from workbench.metrics.gallery import DISTRACTOR_MODES, gallery_size_curve
 from workbench.metrics.retrieval import UNDEFINED_POLICIES as RETRIEVAL_POLICIES
 
 KS = (1, 5, 10)
 N_RESAMPLES = 1000
 MAX_FULL_GALLERY = 4_000_000  # text × image pairs a pair-scoring head scores exhaustively
+CURVE_QUERIES = 500  # seeded text queries behind the gallery-size curves
+GALLERY_SIZES = (10, 25, 50, 100, 250, 500, 1000, 2500)
 SLICE_METRICS = ("accuracy", "f1", "roc_auc", "pr_auc")
 ZEROSHOT_TEMPLATES = {"en": "a photo of a {}", "zh": "一张{}的商品图片"}
 
@@ -79,8 +82,12 @@ def _gallery(data, fusion_data, seed: int) -> tuple[np.ndarray, np.ndarray, str]
     return image_idx, text_idx, f"test split: {len(image_idx)} images × {len(text_idx)} texts"
 
 
-def _retrieval(head, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict, str, str]:
-    """Per-query t2i and i2t results; embedding heads use cosine, pair scorers score the whole gallery."""
+def _retrieval(head, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict, str, tuple]:
+    """Per-query t2i and i2t results; embedding heads use cosine, pair scorers score the whole gallery.
+
+    Also returns (t2i scores of up to ``CURVE_QUERIES`` seeded queries, their text indices, the image indices)
+    for the gallery-size curves.
+    """
     img_groups = fusion_data.image_product[image_idx]
     txt_groups = fusion_data.text_product[text_idx]
     joint = head.embed(fusion_data)
@@ -89,6 +96,8 @@ def _retrieval(head, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict,
         t2i = retrieval_metrics_from_embeddings(txt, img, txt_groups, img_groups, ks=KS)
         i2t = retrieval_metrics_from_embeddings(img, txt, img_groups, txt_groups, ks=KS)
         method = "cosine in the joint space over the full test gallery"
+        keep = np.random.default_rng(seed).permutation(len(text_idx))[:CURVE_QUERIES]
+        curve = (txt[keep] @ img.T, text_idx[keep], image_idx)
     else:
         if len(image_idx) * len(text_idx) > MAX_FULL_GALLERY:
             rng = np.random.default_rng(seed)
@@ -105,6 +114,8 @@ def _retrieval(head, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict,
         scores = head.score_matrix(fusion_data, image_idx, text_idx)
         t2i = retrieval_metrics(scores, txt_groups, img_groups, ks=KS)
         i2t = retrieval_metrics(scores.T, img_groups, txt_groups, ks=KS)
+        keep = np.random.default_rng(seed).permutation(len(text_idx))[:CURVE_QUERIES]
+        curve = (scores[keep], text_idx[keep], image_idx)
     out = {}
     for direction, result, ids in (("t2i", t2i, text_idx), ("i2t", i2t, image_idx)):
         frame = {k: np.asarray(v, dtype=float) for k, v in result.per_query.items()}
@@ -112,7 +123,20 @@ def _retrieval(head, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict,
         frame["group"] = (txt_groups if direction == "t2i" else img_groups).astype(str)
         out[direction] = {"per_query": frame, "ties": result.ties,
                           "n_without_positive": result.n_queries_without_positive}
-    return out, method, ""
+    return out, method, curve
+
+
+def _gallery_curves(fusion_data, scores: np.ndarray, text_idx, image_idx, *, seed: int) -> dict:
+    """t2i success@k / MRR as the gallery grows, with random and with same-category distractors."""
+    args = (scores, fusion_data.text_product[text_idx], fusion_data.image_product[image_idx])
+    category_of = dict(zip(fusion_data.image_product, fusion_data.image_category, strict=True))
+    text_cats = np.array([category_of.get(p, -1) for p in fusion_data.text_product[text_idx]])
+    return {
+        mode: {str(size): row for size, row in gallery_size_curve(
+            *args, text_cats, fusion_data.image_category[image_idx], sizes=GALLERY_SIZES, mode=mode, seed=seed,
+        ).items()}
+        for mode in DISTRACTOR_MODES
+    }
 
 
 def _zeroshot(head, fusion_data, data, image_idx, encoder, device) -> dict | None:
@@ -149,7 +173,8 @@ def _zeroshot(head, fusion_data, data, image_idx, encoder, device) -> dict | Non
 def evaluate_run(run_id: str, *, db, data, fusion_data, head, config: RunConfig, text_encoder, device) -> None:
     """Store what metrics need from the models (retrieval, zero-shot, embeddings), then compute metrics."""
     image_idx, text_idx, gallery_desc = _gallery(data, fusion_data, config.seed)
-    retrieval, method, _ = _retrieval(head, fusion_data, image_idx, text_idx, config.seed)
+    retrieval, method, curve = _retrieval(head, fusion_data, image_idx, text_idx, config.seed)
+    curves = _gallery_curves(fusion_data, *curve, seed=config.seed)
     zeroshot = _zeroshot(head, fusion_data, data, image_idx, text_encoder, device)
     joint = head.embed(fusion_data)
     space = "joint space of the fusion head"
@@ -181,6 +206,7 @@ def evaluate_run(run_id: str, *, db, data, fusion_data, head, config: RunConfig,
             _put_artifact(con, run_id, f"retrieval/{direction}", payload)
         if zeroshot:
             _put_artifact(con, run_id, "zeroshot", zeroshot)
+        _put_artifact(con, run_id, "gallery_curves", curves)
         _put_artifact(con, run_id, "diagnostics", {**diag, "space": space})
     compute_metrics(run_id, db=db, threshold_options=config.threshold, seed=config.seed)
 
@@ -245,7 +271,8 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
                     exclude_label_errors: bool = False, n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
     """(Re)compute every metric of a run from its stored per-item results; store and return them (long format).
 
-    Thresholds are chosen on val and applied to test. CIs: percentile bootstrap resampling products.
+    Thresholds are chosen on val and applied to test. CIs: percentile bootstrap resampling products, seeded with
+    the run's seed unless ``seed`` is given.
     """
     with store.connect(db) as con:
         run = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -256,6 +283,9 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
         seed = stored_config.get("seed", 0) if seed is None else seed  # the run's own seed: same resamples
         pairs = _scored_pairs(con, run_id, exclude_label_errors)
         artifacts = dict(con.execute("SELECT kind, payload FROM run_artifacts WHERE run_id = ?", [run_id]).fetchall())
+        attributes = store.query_frame(
+            con, "SELECT a.product_id, a.name, a.value FROM attributes a JOIN runs r ON r.eval_set = a.eval_set "
+            "WHERE r.run_id = ?", [run_id])
         n_excluded = con.execute(
             "SELECT count(*) FROM label_errors le JOIN runs r ON r.eval_set = le.eval_set WHERE r.run_id = ?",
             [run_id]).fetchone()[0] if exclude_label_errors else 0
@@ -286,9 +316,13 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
         add("pair/ece", expected_calibration_error(y, s), n=len(y))
     add("pair/threshold", global_t, n=len(val))
 
-    for kind, column in (("category", "category"), ("pair_kind", "pair_kind"), ("language", "language"),
-                         ("swapped_attribute", "swapped_attribute")):
-        for value, group in test.groupby(column, dropna=True):
+    for name, values in attributes.groupby("name"):  # imported metadata (attr.* columns) as slices
+        test = test.assign(**{f"attr.{name}": test["product_id"].map(dict(zip(values["product_id"], values["value"],
+                                                                              strict=True)))})
+    slice_columns = ["category", "pair_kind", "language", "swapped_attribute",
+                     *(f"attr.{n}" for n in sorted(attributes["name"].unique()))]
+    for kind in slice_columns:
+        for value, group in test.groupby(kind, dropna=True):
             if kind in ("pair_kind", "swapped_attribute") and value != "positive":
                 group = pd.concat([test[test["label"] == 1], group])  # positives vs this kind of negative
             yy, ss = group["label"].to_numpy(), group["score"].to_numpy() - apply_thresholds(group, global_t,
@@ -330,6 +364,11 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
             per_class = [np.mean(rank[truth == c] == 1) for c in np.unique(truth)]
             add("zeroshot/mean_per_class_recall", float(np.mean(per_class)), kind=kind, slice_value=value,
                 n=len(rank))
+    if "gallery_curves" in artifacts:
+        for mode, rows_by_size in json.loads(artifacts["gallery_curves"]).items():
+            for size, row in rows_by_size.items():
+                for key in ("success@1", "success@5", "mrr"):
+                    add(f"t2i/{key}", row[key], kind=f"gallery_{mode}", slice_value=size, n=row["n_queries"])
     if "diagnostics" in artifacts:
         for name, value in json.loads(artifacts["diagnostics"]).items():
             if name.startswith("diag/"):

@@ -129,9 +129,9 @@ def create_run(config: RunConfig, eval_set: str, *, db=None, device: str = "auto
     with store.connect(db) as con:
         con.execute(
             "INSERT INTO runs (run_id, config_name, config, fingerprint, eval_set, seed, device, status, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            "created_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
             [run_id, config.name, json.dumps(config.to_dict()), config.fingerprint(), eval_set, config.seed,
-             device, datetime.now()],
+             device, datetime.now(), os.getpid()],
         )
     return run_id
 
@@ -152,7 +152,11 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 def list_runs(*, db=None, eval_set: str | None = None) -> pd.DataFrame:
-    """All runs, newest first; a 'running' run whose process died or stopped reporting shows as 'interrupted'."""
+    """All runs, newest first.
+
+    A queued or running run whose process has died (or, while running, stopped its heartbeat) shows as
+    'interrupted'; re-running its config resumes from the embedding cache.
+    """
     with store.connect(db) as con:
         sql = ("SELECT run_id, config_name AS config, eval_set, status, stage, progress, device, seed, "
                "created_at, started_at, finished_at, heartbeat_at, pid, error, fingerprint FROM runs")
@@ -163,9 +167,10 @@ def list_runs(*, db=None, eval_set: str | None = None) -> pd.DataFrame:
         runs = store.query_frame(con, sql + " ORDER BY created_at DESC", params)
     stale = datetime.now() - timedelta(seconds=HEARTBEAT_STALE_S)
     for i, row in runs.iterrows():
-        if row["status"] == "running":
-            same_host_dead = row["pid"] is not None and not pd.isna(row["pid"]) and not _pid_alive(row["pid"])
-            if same_host_dead or (row["heartbeat_at"] is not None and row["heartbeat_at"] < stale):
+        if row["status"] in ("queued", "running"):
+            dead = row["pid"] is not None and not pd.isna(row["pid"]) and not _pid_alive(row["pid"])
+            silent = row["status"] == "running" and not pd.isna(row["heartbeat_at"]) and row["heartbeat_at"] < stale
+            if dead or silent:
                 runs.at[i, "status"] = "interrupted"
     finished = runs["finished_at"].notna() & runs["started_at"].notna()
     runs["duration_s"] = np.where(

@@ -112,6 +112,10 @@ def resolve_db_path(db: str | os.PathLike[str] | None = None) -> Path:
 
 _migrated: set[Path] = set()
 _migrate_lock = threading.Lock()
+# DuckDB shares one database instance between the connections of a process; creating or destroying it while
+# another thread connects can leave a connection without the Python scan functions ("python_arrow_scan does
+# not exist"), so opening and closing are serialised. Queries themselves run concurrently.
+_open_close_lock = threading.Lock()
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -125,7 +129,8 @@ def _open(path: Path, timeout: float, on_wait: Callable[[str], None] | None) -> 
     warned = False
     while True:
         try:
-            return duckdb.connect(str(path))
+            with _open_close_lock:
+                return duckdb.connect(str(path))
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise
@@ -161,7 +166,8 @@ def connect(
                 _migrated.add(path)
         yield con
     finally:
-        con.close()
+        with _open_close_lock:
+            con.close()
 
 
 @contextmanager

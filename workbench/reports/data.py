@@ -225,7 +225,7 @@ def _eval_set_info(con, name: str) -> dict:
     return info
 
 
-def _load_run(run_id: str, db, *, top_k: int, thumb_side: int) -> tuple[RunReport, pd.DataFrame]:
+def _load_run(run_id: str, db, *, top_k: int, thumb_side: int) -> RunReport:
     record = get_run(run_id, db=db)
     if record["status"] != "done":
         raise ValueError(f"Run {run_id!r} is {record['status']}, not done; only finished runs can be reported.")
@@ -265,7 +265,7 @@ def _load_run(run_id: str, db, *, top_k: int, thumb_side: int) -> tuple[RunRepor
         pairs=pairs[list(PAIR_COLUMNS)].reset_index(drop=True),
         mismatches=_mismatches(pairs, top_k, thumb_side),
     )
-    return report, raw
+    return report
 
 
 def _flips(comparison: dict, runs: list[RunReport]) -> pd.DataFrame:
@@ -320,7 +320,7 @@ def build_report_data(
         raise ValueError("A report needs at least one run id.")
     if projection is not None and projection not in PROJECTION_METHODS:
         raise ValueError(f"projection={projection!r} is not supported; allowed: {list(PROJECTION_METHODS)} or None")
-    runs = [_load_run(r, db, top_k=top_k, thumb_side=thumb_side)[0] for r in run_ids]
+    runs = [_load_run(r, db, top_k=top_k, thumb_side=thumb_side) for r in run_ids]
     with store.connect(db) as con:
         eval_sets = {name: _eval_set_info(con, name) for name in dict.fromkeys(r.eval_set for r in runs)}
     comparison = None

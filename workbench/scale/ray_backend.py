@@ -4,8 +4,9 @@ Same contract as :func:`workbench.encoding.encode_with_cache`: only items missin
 encoder fingerprint and content hash) are encoded, and the result is read back with ``encoding.read_cache`` in the
 caller's order. What moves where:
 
-1. the driver exports the missing ``(content_hash, source)`` rows to Parquet shards in a run-local folder;
-2. Ray Data reads them and ``map_batches`` runs an actor pool, one model per actor (one GPU per actor when the
+1. the driver exports the missing ``(content_hash, source)`` rows to Parquet shards in a run-local folder and
+   hands each shard to Ray's object store as one block;
+2. Ray Data's ``map_batches`` runs an actor pool over the blocks, one model per actor (one GPU per actor when the
    driver or the cluster has GPUs, CPU actors otherwise); the encoder, already fitted on the driver, travels to
    the actors as a Ray object (Ray's own transport);
 3. the encoded blocks stream back to the driver, which writes them as Parquet shards ``(content_hash, vector as
@@ -49,10 +50,6 @@ def import_ray() -> Any:
     except ImportError as exc:
         raise ImportError(f"The Ray backend needs Ray Data, which is not installed: {INSTALL_HINT}") from exc
     return ray
-
-
-def _is_client_address(address: str | None) -> bool:
-    return bool(address) and str(address).startswith("ray://")
 
 
 def ensure_ray(address: str | None = None) -> Any:
@@ -111,7 +108,8 @@ class EncodeActor:
         from workbench.device import resolve_device
 
         torch.set_num_threads(max(1, torch_threads))  # one actor per CPU: no oversubscription
-        self.encoder = encoder
+        ray = import_ray()
+        self.encoder = ray.get(encoder) if isinstance(encoder, ray.ObjectRef) else encoder  # one shared copy
         self.device = resolve_device("cuda" if use_gpu else "cpu")
         self.tokens = tokens
         self.max_side = max(int(getattr(encoder, "image_size", 224) or 224), 256)
@@ -228,11 +226,10 @@ def _run_pipeline(encoder: Any, todo: list[tuple[str, str]], folder: Path, *, db
     inputs = _write_input_shards(todo, folder / "input", rows_per_shard)
     out_dir = folder / "encoded"
     out_dir.mkdir(parents=True, exist_ok=True)
-    client = _is_client_address(ray_address) or ray.util.client.ray.is_connected()
-    if client:  # a remote client's workers cannot see this machine's folder: ship the (small) rows instead
-        dataset = ray.data.from_arrow([pq.read_table(p) for p in inputs])
-    else:
-        dataset = ray.data.read_parquet(inputs, num_cpus=0.25)
+    # Input rows are tiny (hash + path or text), so the driver reads its own shards and hands them to the object
+    # store as one block each: workers then need no access to this folder (ray:// clients, no shared storage), and
+    # it sidesteps read_parquet failing in Ray 2.60 when fsspec is installed without aiohttp.
+    dataset = ray.data.from_arrow([pq.read_table(p) for p in inputs])
     encoded = dataset.map_batches(
         EncodeActor,
         fn_constructor_args=(ray.put(encoder), plan["use_gpu"], tokens, plan["num_cpus"]),

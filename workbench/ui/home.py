@@ -91,7 +91,7 @@ def progress_and_results(db: Path, runs: pd.DataFrame) -> None:
     """Live progress of active runs (any, including CLI ones), then the demo's results table when done."""
     eval_set = demo_eval_set_name(runs_ui.demo_products(), 0)
     active = [r for r in runs.sort_values("created_at", kind="stable").itertuples(index=False)
-              if runs_ui.is_active(r.status, r.run_id, r.created_at)]
+              if runs_ui.is_active(r.status)]
     for r in active:
         progress = runs_ui.parse_progress(r.progress)
         eta = runs_ui.format_seconds(progress.get("eta_s"))

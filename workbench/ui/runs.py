@@ -25,7 +25,6 @@ ACTIVE = ("queued", "running")
 POLL_S = 2.0
 # A queued run with no worker thread in this server and older than this was orphaned (e.g. the server restarted);
 # it is shown, but not polled for ever.
-ORPHAN_QUEUED_S = 60.0
 
 
 # ------------------------------------------------------------------------------------------- pure helpers
@@ -78,29 +77,13 @@ def stage_label(progress: dict, stage: str | None = None) -> str:
     return text
 
 
-def _has_worker(run_id: str) -> bool:
-    # runner keeps the worker threads of this process in a private dict; there is no public accessor.
-    thread = getattr(runner, "_threads", {}).get(run_id)
-    return bool(thread is not None and thread.is_alive())
-
-
-def is_active(status: str, run_id: str, created_at: Any) -> bool:
-    """Running, or queued with a live worker here (or too recently queued to tell)."""
-    if status == "running":
-        return True
-    if status != "queued":
-        return False
-    if _has_worker(run_id):
-        return True
-    try:
-        age = (datetime.now() - pd.Timestamp(created_at).to_pydatetime()).total_seconds()
-    except (TypeError, ValueError):
-        return False
-    return age < ORPHAN_QUEUED_S
+def is_active(status: str) -> bool:
+    """Queued or running (runs whose process died are listed as 'interrupted' by the runner)."""
+    return status in ("queued", "running")
 
 
 def any_active(runs: pd.DataFrame) -> bool:
-    return any(is_active(r.status, r.run_id, r.created_at) for r in runs.itertuples(index=False))
+    return any(is_active(r.status) for r in runs.itertuples(index=False))
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -109,8 +92,6 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     for r in runs.itertuples(index=False):
         progress = parse_progress(r.progress)
         status = r.status
-        if status == "queued" and not is_active(status, r.run_id, r.created_at):
-            status = "queued (no worker)"
         eta = progress.get("eta_s") if r.status == "running" else None
         elapsed = r.duration_s
         if r.status == "running" and r.started_at is not None and not pd.isna(r.started_at):
