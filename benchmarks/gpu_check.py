@@ -78,9 +78,8 @@ def main() -> None:
     def runs_on_cuda() -> str:
         from workbench import runner
         from workbench.config import config_from_dict
-        from workbench.evaluation import load_metrics
-
         from workbench.data.evalsets import create_catalog_eval_set
+        from workbench.evaluation import load_metrics
 
         create_catalog_eval_set("gpu", db=db, n_products=args.products, seed=0)
         out = []

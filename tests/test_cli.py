@@ -98,8 +98,8 @@ def test_compare_json_is_strict_json(tmp_path: Path, capsys):
     run_ids = []
     for fusion in ('type = "cosine"', 'type = "contrastive"\ndim = 4\nepochs = 2'):
         config = tmp_path / "c.toml"
-        config.write_text(f'name = "c"\n[image_encoder]\ntype = "keyword_image"\n[text_encoder]\ntype = "keyword_text"\n'
-                          f"[fusion]\n{fusion}\n", encoding="utf-8")
+        config.write_text(f'name = "c"\n[image_encoder]\ntype = "keyword_image"\n'
+                          f'[text_encoder]\ntype = "keyword_text"\n[fusion]\n{fusion}\n', encoding="utf-8")
         assert main(["--db", db, "run", "--eval-set", "cat", "--config", str(config), "--device", "cpu"]) == 0
         run_ids.append(capsys.readouterr().out.strip().splitlines()[-1])
     assert main(["--db", db, "compare", *run_ids, "--json"]) == 0

@@ -127,8 +127,8 @@ class _OomOver4(base.Encoder):
 def test_out_of_memory_halves_the_batch_size(db):
     texts = [f"text {'a' * i}" for i in range(23)]
     hashes = [f"h{i}" for i in range(23)]
-    vectors, _, stats = encode_with_cache(_OomOver4(), texts, hashes, db=db, cache_key="oom", device=torch.device("cpu"),
-                                          batch_size=16)
+    vectors, _, stats = encode_with_cache(_OomOver4(), texts, hashes, db=db, cache_key="oom",
+                                          device=torch.device("cpu"), batch_size=16)
     assert stats.batch_size == 4
     assert vectors[:, 1].tolist() == [float(i) for i in range(23)]
 

@@ -76,7 +76,8 @@ def test_concurrent_threads_read_and_write(db):
         assert con.execute("SELECT count(*) FROM label_errors").fetchone()[0] == 30
 
 
-HOLD = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(float(sys.argv[2]))"
+HOLD = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+        "time.sleep(float(sys.argv[2]))")
 
 
 def _hold_lock(db, seconds: float) -> subprocess.Popen:
