@@ -203,3 +203,22 @@ def test_cuda_request_without_gpu_is_a_clear_error():
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="Available"):
         resolve_device("tpu")
+
+
+def test_config_plugins_are_loaded_by_the_runner(run_db):
+    from pathlib import Path
+
+    from workbench.config import dump_config_toml, load_config
+
+    db, name = run_db
+    plugin = Path(__file__).resolve().parent.parent / "examples" / "my_encoder_plugin.py"
+    config = config_from_dict({**KEYWORD, "name": "plugin", "plugins": [str(plugin)],
+                               "image_encoder": {"type": "example_grid_rgb", "grid": 2},
+                               "fusion": {"type": "contrastive", "dim": 4, "epochs": 2}})
+    toml = db.parent / "plugin.toml"
+    toml.write_text(dump_config_toml(config), encoding="utf-8")
+    assert load_config(toml) == config
+    run_id = runner.run(load_config(toml), name, db=db, device="cpu")
+    record = runner.get_run(run_id, db=db)
+    assert record["status"] == "done", record["error"]
+    assert "example_grid_rgb" in record["log"]

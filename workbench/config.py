@@ -30,6 +30,7 @@ class RunConfig:
     seed: int = 0
     threshold: dict = field(default_factory=lambda: {"policy": "max_f1"})
     batch_size: int = 64
+    plugins: tuple[str, ...] = ()  # plug-in modules (file paths or dotted names) loaded before the encoders
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +67,7 @@ def config_from_dict(raw: dict, *, default_name: str = "custom") -> RunConfig:
         seed=int(raw.get("seed", 0)),
         threshold=threshold,
         batch_size=int(raw.get("batch_size", 64)),
+        plugins=tuple(str(p) for p in raw.get("plugins", ())),
     )
 
 
@@ -110,7 +112,9 @@ def dump_config_toml(config: RunConfig) -> str:
         return json.dumps(str(v), ensure_ascii=False)
 
     data = config.to_dict()
-    lines = [f"{k} = {value(data[k])}" for k in ("name", "description", "offline", "seed", "batch_size")]
+    data["plugins"] = list(data["plugins"])
+    keys = ("name", "description", "offline", "seed", "batch_size") + (("plugins",) if data["plugins"] else ())
+    lines = [f"{k} = {value(data[k])}" for k in keys]
     for section in ("image_encoder", "text_encoder", "fusion", "threshold"):  # TOML has no null: None is left out
         lines += ["", f"[{section}]"] + [f"{k} = {value(v)}" for k, v in data[section].items() if v is not None]
     return "\n".join(lines) + "\n"

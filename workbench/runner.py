@@ -24,13 +24,13 @@ import pandas as pd
 import torch
 
 from workbench import store
-from workbench.config import RunConfig
+from workbench.config import RunConfig, config_from_dict
 from workbench.data.evalsets import ensure_demo_eval_set, load_eval_set, parse_demo_name
 from workbench.data.model import SPLITS, EvalSetData
 from workbench.data.vocab import tag_vector, text_tags
 from workbench.device import describe_device, gpu_memory, resolve_device
 from workbench.encoding import Cancelled, encode_with_cache, pad_tokens
-from workbench.models import create_encoder
+from workbench.models import create_encoder, load_plugin
 from workbench.models.fusion import FusionData, PairSet, create_fusion_head
 
 STAGES = ("load", "fit_encoders", "encode_images", "encode_texts", "train", "score", "metrics")
@@ -334,7 +334,7 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
     from workbench.evaluation import evaluate_run
 
     record = get_run(run_id, db=db)
-    config = RunConfig(**record["config"])
+    config = config_from_dict(record["config"])
     ctx = RunContext(run_id, db, callback, cancel or threading.Event())
     timings: dict = {"backend": backend, **({"ray_address": ray_address} if ray_address else {})}
     status, error = "done", None
@@ -348,6 +348,8 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
             raise ValueError(f"Unknown backend {backend!r}. Available: {list(BACKENDS)}")
         torch_device = resolve_device(device)
         ctx.gpu = gpu_memory(torch_device)
+        for plugin in config.plugins:
+            ctx.log(f"plug-in {plugin}: registered {load_plugin(plugin)}")
         _seed_everything(config.seed)
         ctx.enter("load")
         demo = parse_demo_name(record["eval_set"])

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import store
-from workbench.config import RunConfig, dump_config_toml
+from workbench.config import config_from_dict, dump_config_toml
 from workbench.evaluation import apply_thresholds, compare_runs, get_artifact, load_metrics
 from workbench.metrics import confusion_counts
 from workbench.runner import get_run
@@ -229,7 +229,7 @@ def _load_run(run_id: str, db, *, top_k: int, thumb_side: int) -> RunReport:
     record = get_run(run_id, db=db)
     if record["status"] != "done":
         raise ValueError(f"Run {run_id!r} is {record['status']}, not done; only finished runs can be reported.")
-    config = RunConfig(**record["config"])
+    config = config_from_dict(record["config"])
     metrics = load_metrics(run_id, db=db, slices=True)
     headline = metrics[metrics["slice_kind"] == "all"].reset_index(drop=True)
     slices = metrics[metrics["slice_kind"] != "all"].reset_index(drop=True)
