@@ -33,7 +33,6 @@ from workbench.scale.search import (  # noqa: E402
     _block_scores,
     compare_ann_to_exact,
     exact_topk,
-    faiss_topk,
     retrieval_metrics_from_topk,
 )
 
@@ -127,7 +126,7 @@ def bench_ray(sizes: tuple[int, ...] = (320, 2560), batch_size: int = 16) -> dic
     return out
 
 
-def synthetic_pairs(n: int, dim: int = 512, per_product: int = 2, noise: float = 1.2, seed: int = 0):
+def synthetic_pairs(n: int, dim: int = 512, per_product: int = 2, noise: float = 3.5, seed: int = 0):
     """N queries and N gallery items, ``per_product`` of each per product, noisy copies of a product centre."""
     rng = np.random.default_rng(seed)
     groups = np.arange(n) // per_product
@@ -141,28 +140,42 @@ def synthetic_pairs(n: int, dim: int = 512, per_product: int = 2, noise: float =
     return side(), side(), groups, groups.copy()
 
 
-def bench_exact(n: int, chunk_size: int = 4096, k: int = 10) -> dict:
+def bench_exact(n: int, chunk_size: int = 4096, k: int = 10, repeats: int = 2) -> dict:
     from workbench.metrics import retrieval_metrics_from_embeddings
 
     q, g, qg, gg = synthetic_pairs(n)
     out: dict = {"n_queries": n, "n_gallery": n, "dim": q.shape[1], "chunk_size": chunk_size, "k": k,
                  "inputs_mb": round((q.nbytes + g.nbytes) / 2**20, 1)}
     qt, gt = torch.from_numpy(q), torch.from_numpy(g)
-    with PeakRSS() as mem, torch.inference_mode():
-        t = time.perf_counter()
-        for a in range(0, n, chunk_size):
-            for b in range(0, n, chunk_size):
-                _block_scores(qt[a : a + chunk_size], gt[b : b + chunk_size])
-        bare = time.perf_counter() - t
-    out["bare_chunked_matmul_s"], out["bare_peak_rss_above_inputs_mb"] = round(bare, 2), mem.above_mb
-    with PeakRSS() as mem:
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for a in range(0, n, chunk_size):
+                for b in range(0, n, chunk_size):
+                    _block_scores(qt[a : a + chunk_size], gt[b : b + chunk_size])
+
+    def with_metrics() -> tuple[float, dict]:
         t = time.perf_counter()
         _, idx = exact_topk(q, g, k=k, chunk_size=chunk_size, device="cpu")
         topk_s = time.perf_counter() - t
-        metrics = retrieval_metrics_from_topk(idx, qg, gg, ks=(1, 5, 10))
-        total = time.perf_counter() - t
-    out.update(exact_topk_s=round(topk_s, 2), topk_metrics_s=round(total - topk_s, 3), topk_total_s=round(total, 2),
-               topk_peak_rss_above_inputs_mb=mem.above_mb, topk_over_bare=round(total / bare, 3),
+        return topk_s, retrieval_metrics_from_topk(idx, qg, gg, ks=(1, 5, 10))
+
+    # Alternate the two so a change in the machine's load hits both; keep each one's best time.
+    bare_s, total_s, topk_s = [], [], []
+    for _ in range(repeats):
+        with PeakRSS() as bare_mem:
+            t = time.perf_counter()
+            bare()
+            bare_s.append(time.perf_counter() - t)
+        with PeakRSS() as topk_mem:
+            t = time.perf_counter()
+            seconds, metrics = with_metrics()
+            total_s.append(time.perf_counter() - t)
+            topk_s.append(seconds)
+    out.update(repeats=repeats, bare_chunked_matmul_s=round(min(bare_s), 2),
+               bare_peak_rss_above_inputs_mb=bare_mem.above_mb, exact_topk_s=round(min(topk_s), 2),
+               topk_total_s=round(min(total_s), 2), topk_peak_rss_above_inputs_mb=topk_mem.above_mb,
+               topk_over_bare=round(min(total_s) / min(bare_s), 3),
                metrics={m: round(v, 4) for m, v in metrics.items() if "@" in m})
     if n <= 20_000:  # the full-ranking path (ranks of every positive, MAP, median rank) for reference
         with PeakRSS() as mem:
@@ -179,28 +192,51 @@ def bench_exact(n: int, chunk_size: int = 4096, k: int = 10) -> dict:
     return out
 
 
-def bench_ann(n: int, n_queries: int = 2000, dim: int = 128, k: int = 10) -> dict:
-    rng = np.random.default_rng(1)
-    n_products = n // 4
-    centres = rng.standard_normal((n_products, dim), dtype=np.float32)
-    gg = rng.integers(0, n_products, n)
-    g = centres[gg] + 0.6 * rng.standard_normal((n, dim), dtype=np.float32)
-    g /= np.linalg.norm(g, axis=1, keepdims=True)
+def clustered_catalogue(n: int, n_queries: int, dim: int = 128, per_product: int = 4, n_categories: int = 500,
+                        seed: int = 1):
+    """Gallery (n, dim) and queries of a category → product → item hierarchy, L2-normalised, with product ids."""
+    rng = np.random.default_rng(seed)
+    n_products = max(1, n // per_product)
+    categories = rng.standard_normal((n_categories, dim), dtype=np.float32)
+    product_category = rng.integers(0, n_categories, n_products)
+    products = categories[product_category] + 0.5 * rng.standard_normal((n_products, dim), dtype=np.float32)
+
+    def items(groups: np.ndarray) -> np.ndarray:
+        x = products[groups] + 0.9 * rng.standard_normal((len(groups), dim), dtype=np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    gg = np.repeat(np.arange(n_products), per_product)[:n]
     qg = rng.integers(0, n_products, n_queries)
-    q = centres[qg] + 0.6 * rng.standard_normal((n_queries, dim), dtype=np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    out: dict = {"n_gallery": n, "n_queries": n_queries, "dim": dim, "k": k}
+    return items(qg), items(gg), qg, gg
+
+
+def bench_ann(n: int, n_queries: int = 2000, dim: int = 128, k: int = 10) -> dict:
+    from workbench.scale.search import ann_recall, build_faiss_index, search_faiss_index
+
+    q, g, qg, gg = clustered_catalogue(n, n_queries, dim)
+    out: dict = {"n_gallery": n, "n_queries": n_queries, "dim": dim, "k": k,
+                 "data": "500 categories > products > 4 items each, L2-normalised"}
     t = time.perf_counter()
     _, exact = exact_topk(q, g, k=k, device="cpu")
     out["exact_s"] = round(time.perf_counter() - t, 2)
-    for index in ("ivf", "hnsw"):
-        timings: dict = {}
-        _, approx = faiss_topk(q, g, k=k, index=index, timings=timings)
-        report = compare_ann_to_exact(approx, exact, qg, gg, ks=(1, 5, 10))
-        out[index] = {"recall@10_vs_exact": round(report["ann_recall"], 4), "build_s": round(timings["build_s"], 1),
-                      "search_s": round(timings["search_s"], 3),
-                      "metric_error": {m: round(v, 4) for m, v in report["difference"].items()},
-                      "exact_metrics": {m: round(v, 4) for m, v in report["exact"].items() if "@" in m}}
+    settings = {"ivf": [{"nprobe": p} for p in (8, 32, 128)], "hnsw": [{"ef_search": e} for e in (64, 160, 512)]}
+    for index, points in settings.items():
+        t = time.perf_counter()
+        built = build_faiss_index(g, index=index)
+        entry: dict = {"build_s": round(time.perf_counter() - t, 1)}
+        if index == "ivf":
+            entry["nlist"] = int(built.nlist)
+        for options in points:
+            t = time.perf_counter()
+            _, approx = search_faiss_index(built, q, k=k, **options)
+            search_s = time.perf_counter() - t
+            report = compare_ann_to_exact(approx, exact, qg, gg, ks=(1, 5, 10))
+            name = ",".join(f"{key}={value}" for key, value in options.items())
+            entry[name] = {"recall@10_vs_exact": round(ann_recall(approx, exact), 4),
+                           "search_ms_per_query": round(1000 * search_s / n_queries, 3),
+                           "metric_error": {m: round(v, 4) for m, v in report["difference"].items()}}
+        out[index] = entry
+    out["exact_metrics"] = {m: round(v, 4) for m, v in report["exact"].items() if "@" in m}
     return out
 
 
@@ -237,7 +273,7 @@ def main() -> None:
         results["ray_vs_local"] = bench_ray()
         print(json.dumps(results["ray_vs_local"], indent=2), flush=True)
     if "exact" in parts:
-        results["exact"] = bench_exact(args.exact_n)
+        results["exact"] = bench_exact(args.exact_n, repeats=1 if args.exact_n > 50_000 else 2)
         print(json.dumps(results["exact"], indent=2), flush=True)
     if "ann" in parts:
         results["ann"] = bench_ann(args.ann_n)

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from workbench import store
@@ -63,48 +62,45 @@ def pad_tokens(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
+# Item lists travel as list parameters (unnest(?)), not as registered Python objects: DuckDB's Python scans were
+# seen to fail intermittently ("python_arrow_scan does not exist") when many threads of one process connect.
 def cached_hashes(db, cache_key: str, hashes: Sequence[str]) -> set[str]:
-    wanted = pa.table({"content_hash": pa.array(list(dict.fromkeys(hashes)), pa.string())})
     with store.connect(db) as con:
-        con.register("_wanted", wanted)
         rows = con.execute(
-            "SELECT c.content_hash FROM embedding_cache c JOIN _wanted w USING (content_hash) "
-            "WHERE c.encoder_fp = ?",
-            [cache_key],
+            "SELECT content_hash FROM embedding_cache WHERE encoder_fp = ? "
+            "AND content_hash IN (SELECT unnest(?::VARCHAR[]))",
+            [cache_key, list(dict.fromkeys(hashes))],
         ).fetchall()
     return {r[0] for r in rows}
 
 
 def read_cache(db, cache_key: str, hashes: Sequence[str], *, tokens: bool) -> tuple[np.ndarray, list | None]:
     """Vectors (and token arrays) for ``hashes``, in the given order."""
-    wanted = pa.table({"content_hash": pa.array(list(hashes), pa.string()), "pos": np.arange(len(hashes))})
     with store.connect(db) as con:
-        con.register("_wanted", wanted)
-        columns = "c.vector, c.tokens" if tokens else "c.vector"
-        rows = con.sql(
-            f"SELECT w.pos, {columns} FROM _wanted w JOIN embedding_cache c "
-            "ON c.content_hash = w.content_hash AND c.encoder_fp = ? ORDER BY w.pos",
-            params=[cache_key],
-        ).to_arrow_table()
-    if rows.num_rows != len(hashes):
-        raise RuntimeError(f"Embedding cache is missing {len(hashes) - rows.num_rows} items for {cache_key}.")
-    blobs = rows.column("vector").to_pylist()
-    vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1) if blobs else np.zeros((0, 0))
-    token_list = [blob_to_tokens(b) for b in rows.column("tokens").to_pylist()] if tokens else None
+        rows = con.execute(
+            f"SELECT content_hash, vector{', tokens' if tokens else ''} FROM embedding_cache WHERE encoder_fp = ? "
+            "AND content_hash IN (SELECT unnest(?::VARCHAR[]))",
+            [cache_key, list(dict.fromkeys(hashes))],
+        ).fetchall()
+    found = {r[0]: r[1:] for r in rows}
+    missing = len(set(hashes) - found.keys())
+    if missing:
+        raise RuntimeError(f"Embedding cache is missing {missing} items for {cache_key}.")
+    vectors = np.frombuffer(b"".join(found[h][0] for h in hashes), dtype=np.float32).reshape(len(hashes), -1)
+    token_list = [blob_to_tokens(found[h][1]) for h in hashes] if tokens else None
     return vectors.copy(), token_list
 
 
 def _write_cache(db, cache_key: str, hashes: list[str], vectors: np.ndarray, blobs: list[bytes] | None) -> None:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    table = pa.table({
-        "encoder_fp": pa.array([cache_key] * len(hashes), pa.string()),
-        "content_hash": pa.array(hashes, pa.string()),
-        "vector": pa.array([row.tobytes() for row in vectors], pa.binary()),
-        "tokens": pa.array(blobs, pa.binary()) if blobs is not None else pa.nulls(len(hashes), pa.binary()),
-    })
-    with store.connect(db) as con, store.transaction(con):
-        con.register("_new", table)
-        con.execute("INSERT INTO embedding_cache SELECT * FROM _new ON CONFLICT DO NOTHING")
+    with store.connect(db) as con:
+        store.execute_retrying(
+            con,
+            "INSERT INTO embedding_cache SELECT ?, unnest(?::VARCHAR[]), unnest(?::BLOB[]), unnest(?::BLOB[]) "
+            "ON CONFLICT DO NOTHING",
+            [cache_key, list(hashes), [row.tobytes() for row in vectors],
+             list(blobs) if blobs is not None else [None] * len(hashes)],
+        )
 
 
 def load_items(modality: str, sources: Sequence[str], max_side: int) -> list:

@@ -390,7 +390,8 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
         con.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
         store.insert_frame(con, "metrics", frame)
         _put_artifact(con, run_id, "curves", curves)
-        con.execute("UPDATE runs SET threshold = ? WHERE run_id = ?", [global_t, run_id])
+    with store.connect(db) as con:  # outside the transaction: the run's heartbeat may update the same row
+        store.execute_retrying(con, "UPDATE runs SET threshold = ? WHERE run_id = ?", [global_t, run_id])
     return frame
 
 

@@ -29,7 +29,7 @@ from workbench.data.evalsets import ensure_demo_eval_set, load_eval_set, parse_d
 from workbench.data.model import SPLITS, EvalSetData
 from workbench.data.vocab import tag_vector, text_tags
 from workbench.device import describe_device, gpu_memory, resolve_device
-from workbench.encoding import Cancelled, encode_with_cache, pad_tokens
+from workbench.encoding import Cancelled, cached_hashes, encode_with_cache, pad_tokens
 from workbench.models import create_encoder, load_plugin
 from workbench.models.fusion import FusionData, PairSet, create_fusion_head
 
@@ -53,13 +53,15 @@ class RunContext:
     stage_started: float = field(default_factory=time.monotonic)
     last_write: float = 0.0
     gpu: dict | None = None
+    write_lock: threading.Lock = field(default_factory=threading.Lock)  # heartbeat and progress share the row
 
     def beat(self, stop: threading.Event, every: float = 15.0) -> None:
         """Heartbeat from a side thread: a run busy in one long step still shows as alive."""
         while not stop.wait(every):
             try:
-                with store.connect(self.db, timeout=5) as con:
-                    con.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", [datetime.now(), self.run_id])
+                with self.write_lock, store.connect(self.db, timeout=5) as con:
+                    store.execute_retrying(con, "UPDATE runs SET heartbeat_at = ? WHERE run_id = ?",
+                                           [datetime.now(), self.run_id])
             except store.StoreLockedError:
                 continue
 
@@ -83,9 +85,9 @@ class RunContext:
         now = time.monotonic()
         if force or now - self.last_write > 0.5:
             self.last_write = now
-            with store.connect(self.db) as con:
-                con.execute(
-                    "UPDATE runs SET stage = ?, progress = ?, heartbeat_at = ?, log = ? WHERE run_id = ?",
+            with self.write_lock, store.connect(self.db) as con:
+                store.execute_retrying(
+                    con, "UPDATE runs SET stage = ?, progress = ?, heartbeat_at = ?, log = ? WHERE run_id = ?",
                     [self.stage, json.dumps(state), datetime.now(), "\n".join(self.log_lines), self.run_id],
                 )
                 flag = con.execute("SELECT cancel_requested FROM runs WHERE run_id = ?", [self.run_id]).fetchone()
@@ -138,7 +140,7 @@ def create_run(config: RunConfig, eval_set: str, *, db=None, device: str = "auto
 
 def request_cancel(run_id: str, *, db=None) -> None:
     with store.connect(db) as con:
-        con.execute("UPDATE runs SET cancel_requested = TRUE WHERE run_id = ?", [run_id])
+        store.execute_retrying(con, "UPDATE runs SET cancel_requested = TRUE WHERE run_id = ?", [run_id])
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -247,13 +249,14 @@ def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality
     in_train = frame[frame.columns[0]].map(pair_split).eq("train").to_numpy()
     train_hashes = list(frame["sha256"][in_train])
     cache_key = _encoder_cache_key(encoder, config, train_hashes)
+    n_unique = frame["sha256"].nunique()
     key = cache_key + ("/tokens" if tokens else "")
+    if not tokens and len(cached_hashes(ctx.db, cache_key + "/tokens", list(frame["sha256"]))) == n_unique:
+        key = cache_key + "/tokens"  # an earlier token-level run stored the pooled vectors too
     info: dict = {"encoder": encoder.name, "cache_key": key}
 
-    from workbench.encoding import cached_hashes
-
     fit_seconds = 0.0
-    if encoder.requires_fit and len(cached_hashes(ctx.db, key, list(frame["sha256"]))) < frame["sha256"].nunique():
+    if encoder.requires_fit and len(cached_hashes(ctx.db, key, list(frame["sha256"]))) < n_unique:
         ctx.enter("fit_encoders")
         ctx.log(f"fitting {encoder.name} on {int(in_train.sum())} train {modality}s")
         from workbench.encoding import load_items
@@ -339,8 +342,8 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
     timings: dict = {"backend": backend, **({"ray_address": ray_address} if ray_address else {})}
     status, error = "done", None
     with store.connect(db) as con:
-        con.execute("UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ? "
-                    "WHERE run_id = ?", [datetime.now(), datetime.now(), os.getpid(), run_id])
+        store.execute_retrying(con, "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, pid = ? "
+                               "WHERE run_id = ?", [datetime.now(), datetime.now(), os.getpid(), run_id])
     stop_beat = threading.Event()
     threading.Thread(target=ctx.beat, args=(stop_beat,), name=f"heartbeat-{run_id}", daemon=True).start()
     try:
@@ -359,8 +362,9 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
             data = load_eval_set(con, record["eval_set"])
             eval_hash = con.execute("SELECT content_hash FROM eval_sets WHERE name = ?",
                                     [record["eval_set"]]).fetchone()[0]
-            con.execute("UPDATE runs SET eval_set_hash = ?, environment = ?, device = ? WHERE run_id = ?",
-                        [eval_hash, json.dumps(environment(torch_device)), torch_device.type, run_id])
+            store.execute_retrying(con, "UPDATE runs SET eval_set_hash = ?, environment = ?, device = ? "
+                                   "WHERE run_id = ?",
+                                   [eval_hash, json.dumps(environment(torch_device)), torch_device.type, run_id])
         ctx.log(f"eval set {record['eval_set']}: {len(data.images)} images, {len(data.texts)} texts, "
                 f"{len(data.pairs)} pairs; device {torch_device}")
         head_spec = dict(config.fusion)
@@ -405,7 +409,8 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
                      text_encoder=text_side[4], device=torch_device)
         timings["metrics_s"] = round(time.perf_counter() - start, 3)
         with store.connect(db) as con:
-            con.execute("UPDATE runs SET curves = ? WHERE run_id = ?", [json.dumps(curves, default=float), run_id])
+            store.execute_retrying(con, "UPDATE runs SET curves = ? WHERE run_id = ?",
+                                   [json.dumps(curves, default=float), run_id])
     except Cancelled as exc:
         status, error = "cancelled", str(exc)
         ctx.log_lines.append(str(exc))
@@ -413,8 +418,9 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         ctx.log_lines.append(traceback.format_exc())
     stop_beat.set()
-    with store.connect(db) as con:
-        con.execute(
+    with ctx.write_lock, store.connect(db) as con:
+        store.execute_retrying(
+            con,
             "UPDATE runs SET status = ?, error = ?, finished_at = ?, timings = ?, log = ?, heartbeat_at = ? "
             "WHERE run_id = ?",
             [status, error, datetime.now(), json.dumps(timings, default=float), "\n".join(ctx.log_lines),
@@ -455,8 +461,8 @@ def start_background_batch(configs: list[RunConfig], eval_sets: list[str], *, db
         for run_id in run_ids:
             if get_run(run_id, db=db)["cancel_requested"]:
                 with store.connect(db) as con:
-                    con.execute("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE run_id = ?",
-                                [datetime.now(), run_id])
+                    store.execute_retrying(con, "UPDATE runs SET status = 'cancelled', finished_at = ? "
+                                           "WHERE run_id = ?", [datetime.now(), run_id])
                 continue
             execute_run(run_id, db=db, device=device)
 

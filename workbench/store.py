@@ -202,6 +202,22 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return SCHEMA_VERSION
 
 
+def execute_retrying(con: duckdb.DuckDBPyConnection, sql: str, params: list | tuple = (), *, attempts: int = 20):
+    """Execute a single-statement write, retrying DuckDB's optimistic-concurrency conflicts.
+
+    Two threads updating the same row (a run's progress and its cancel flag, say) make one of them fail with
+    "Conflict on update"; the statement is simply tried again after a short pause.
+    """
+    for attempt in range(attempts):
+        try:
+            return con.execute(sql, list(params))
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
     """Insert a DataFrame whose columns name columns of ``table`` (a constant from this codebase)."""
     if frame.empty:

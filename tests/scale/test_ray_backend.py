@@ -105,3 +105,42 @@ def test_cli_run_passes_backend_and_address(monkeypatch):
     assert seen["backend"] == "ray" and seen["ray_address"] == "ray://head:10001"
     default = cli.build_parser().parse_args(["run", "--eval-set", "tiny", "--config", "x"])
     assert default.backend == "local" and default.ray_address is None
+
+
+@pytest.mark.slow
+def test_cancel_keeps_finished_shards_and_a_rerun_resumes(ray_session, tiny_catalog, tmp_path):
+    import threading
+
+    import torch
+
+    from workbench.encoding import Cancelled, encode_with_cache
+    from workbench.models import create_encoder
+    from workbench.scale.ray_backend import encode_with_ray
+
+    db = tmp_path / "wb.duckdb"
+    shutil.copy(tiny_catalog, db)
+    with store.connect(db) as con:
+        texts = [r[0] for r in con.execute("SELECT DISTINCT text FROM texts ORDER BY text").fetchall()]
+    hashes = [f"h{i}" for i in range(len(texts))]
+    encoder = create_encoder("keyword_text")
+    cancel = threading.Event()
+
+    def stop_after_first(done: int, total: int) -> None:
+        if done:
+            cancel.set()
+
+    common = {"db": db, "cache_key": "kw", "device_type": "cpu", "batch_size": 8, "concurrency": 1,
+              "load_every": 1}
+    with pytest.raises(Cancelled):
+        encode_with_ray(encoder, texts, hashes, progress=stop_after_first, cancel=cancel,
+                        work_dir=tmp_path / "shards", **common)
+    with store.connect(db) as con:
+        kept = con.execute("SELECT count(*) FROM embedding_cache WHERE encoder_fp = 'kw'").fetchone()[0]
+    assert 0 < kept < len(texts)
+    assert (tmp_path / "shards" / "encoded").exists()  # left for inspection after an interruption
+
+    vectors, _, stats = encode_with_ray(encoder, texts, hashes, **common)
+    assert stats.n_cached == kept and stats.n_encoded == len(texts) - kept
+    local, _, _ = encode_with_cache(encoder, texts, hashes, db=tmp_path / "local.duckdb", cache_key="kw",
+                                    device=torch.device("cpu"))
+    np.testing.assert_allclose(vectors, local, atol=1e-6)

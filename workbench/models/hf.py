@@ -25,6 +25,7 @@ TEXT_POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
 VISION_POOLINGS = ("cls", "mean", "pooler")
 PREPROCESSING_SUFFIXES = (".json", ".txt", ".model")
 MAX_PADDING_TYPES = ("siglip", "siglip2")  # trained on max_length-padded text without attention masks
+PREPROCESS_VERSION = "2"  # bump when preprocessing changes outputs, so cached embeddings are not reused
 
 
 class FastImageTransform:
@@ -234,12 +235,14 @@ class HFEncoder(Encoder):
         return self._components()["dim"]
 
     def _state_fingerprint(self) -> str:
-        parts = self._components()
-        state = {"fast_image_transform": parts.get("fast") is not None}
+        # The preprocessing code's version; whether FastImageTransform applies follows from the processor config,
+        # which the folder hash / commit already covers.
+        state = {"preprocess_version": PREPROCESS_VERSION}
         local = self._local_dir
         if local is not None:
             return json.dumps({**folder_hashes(local), **state}, sort_keys=True)
-        return json.dumps({"commit": getattr(parts["model"].config, "_commit_hash", None), **state})
+        config = self._components()["model"].config
+        return json.dumps({"commit": getattr(config, "_commit_hash", None), **state})
 
     def _module_on(self, device: torch.device) -> torch.nn.Module:
         return self._components()["model"].to(device)

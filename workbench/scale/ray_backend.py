@@ -220,6 +220,7 @@ def _run_pipeline(encoder: Any, todo: list[tuple[str, str]], folder: Path, *, db
                   concurrency: int | None, load_every: int, stats: EncodeStats, progress: ProgressFn | None,
                   cancel: threading.Event | None) -> None:
     ray = ensure_ray(ray_address)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the runner reports progress itself
     plan = plan_actors(ray, concurrency=concurrency, device_type=device_type)
     # Enough shards that every actor has blocks queued, few enough that per-block overhead stays small.
     rows_per_shard = max(batch_size, min(50_000, -(-len(todo) // (plan["concurrency"] * 4))))
