@@ -8,7 +8,9 @@
 - exact: exact retrieval metrics (``exact_topk`` k=10 + ``retrieval_metrics_from_topk``) over N × N synthetic 512-d
          ÷ the bare chunked matrix product over the same chunks; also the full-ranking
          ``retrieval_metrics_from_embeddings`` ÷ its bare numpy chunked product. Peak RSS above the inputs stated.
-- ann:   FAISS HNSW / IVF recall@10 against exact, build/search time and the metric error, on a clustered gallery.
+- ann:   FAISS IVF (nprobe 8/32/128) and HNSW (ef_search 64/160/512) recall@10 against exact, build and search
+         time, and the resulting metric error, on a category → product → item clustered 128-d gallery
+         (2,000 queries, exact ground truth from ``exact_topk``).
 - umap:  UMAP fitted on a 5,000-point stratified sample and applied to the rest with ``transform``
          (``workbench.viz.projection``); time for N points, extrapolated linearly to 1M.
 """

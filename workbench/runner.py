@@ -239,7 +239,7 @@ def _encoder_cache_key(encoder, config: RunConfig, train_hashes: list[str]) -> s
 
 # ----------------------------------------------------------------------------------------------------------- run
 def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality: str, device: torch.device,
-                 tokens: bool, backend: str = "local", ray_address: str | None = None,
+                 tokens: bool, backend: str = "local", ray_address: str | None = None, actor_device: str = "auto",
                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict, object]:
     spec = dict(config.image_encoder if modality == "image" else config.text_encoder)
     encoder = create_encoder(spec.pop("type"), **spec)
@@ -271,7 +271,7 @@ def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality
         from workbench.scale.ray_backend import encode_with_ray
 
         vectors, token_list, stats = encode_with_ray(
-            encoder, list(sources), list(frame["sha256"]), db=ctx.db, cache_key=key, device_type=device.type,
+            encoder, list(sources), list(frame["sha256"]), db=ctx.db, cache_key=key, device_type=actor_device,
             batch_size=config.batch_size, tokens=tokens, ray_address=ray_address, progress=ctx.progress_for(),
             cancel=ctx.cancel,
             work_dir=store.resolve_db_path(ctx.db).parent / "ray_work" / f"{ctx.run_id}-{modality}",
@@ -370,8 +370,10 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
         head_spec = dict(config.fusion)
         head = create_fusion_head(head_spec.pop("type"), **head_spec)
         tokens = head.uses_tokens
-        image_side = _encode_side(ctx, config, data, "image", torch_device, tokens, backend, ray_address)
-        text_side = _encode_side(ctx, config, data, "text", torch_device, tokens, backend, ray_address)
+        # Ray actors pick their own device from the cluster's resources unless the user asked for the CPU.
+        where = {"backend": backend, "ray_address": ray_address, "actor_device": "cpu" if device == "cpu" else "auto"}
+        image_side = _encode_side(ctx, config, data, "image", torch_device, tokens, **where)
+        text_side = _encode_side(ctx, config, data, "text", torch_device, tokens, **where)
         timings["image_encoder"], timings["text_encoder"] = image_side[3], text_side[3]
         ctx.gpu = gpu_memory(torch_device)
 

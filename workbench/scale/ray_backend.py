@@ -69,11 +69,12 @@ def _runtime_env(address: str | None) -> dict:
     return {"env_vars": {"PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false"}}
 
 
-def cluster_gpus(ray: Any) -> float:
+def cluster_gpus(ray: Any) -> float | None:
+    """GPUs the cluster advertises, or None when it cannot say."""
     try:
         return float(ray.cluster_resources().get("GPU", 0.0))
-    except Exception:  # a client connection that cannot list resources counts as CPU-only
-        return 0.0
+    except Exception:
+        return None
 
 
 def plan_actors(ray: Any, *, concurrency: int | None = None, device_type: str = "auto") -> dict:
@@ -85,12 +86,14 @@ def plan_actors(ray: Any, *, concurrency: int | None = None, device_type: str = 
     import torch
 
     gpus = cluster_gpus(ray)
-    use_gpu = device_type != "cpu" and (torch.cuda.is_available() or gpus > 0)
+    # The driver's own GPU counts only when the cluster cannot list its resources: asking a CPU-only cluster for
+    # GPU actors would wait forever.
+    use_gpu = device_type != "cpu" and (bool(gpus) if gpus is not None else torch.cuda.is_available())
     if concurrency is None and os.environ.get(ENV_CONCURRENCY):
         concurrency = int(os.environ[ENV_CONCURRENCY])
     if concurrency is None:
         if use_gpu:
-            concurrency = max(1, int(gpus) or torch.cuda.device_count())
+            concurrency = max(1, int(gpus or 0) or torch.cuda.device_count())
         else:
             concurrency = max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
     if int(concurrency) < 1:
