@@ -3,35 +3,12 @@ operating points and cost thresholds agree with brute force, retrieval failures 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from workbench import analysis
 from workbench.evaluation import compute_metrics, get_artifact, load_metrics
 from workbench.metrics import pair_metrics
-
-
-def _part2():
-    if "part2_data" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("part2_data", Path(__file__).parent / "viz" / "part2_data.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["part2_data"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["part2_data"]
-
-
-@pytest.fixture(scope="session")
-def part2_db(tmp_path_factory):
-    return _part2().build(tmp_path_factory)
-
-
-@pytest.fixture
-def part2_copy(part2_db, tmp_path):
-    return _part2().copy_db(part2_db, tmp_path / "copy")
 
 
 def test_false_positives_have_label_0_and_score_at_or_above_threshold(part2_db):

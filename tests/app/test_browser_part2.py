@@ -6,7 +6,6 @@ visible). Screenshots go to artifacts/screenshots/.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -27,13 +26,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 
 
-def _part2():
-    if "part2_data" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("part2_data", ROOT / "tests" / "viz" / "part2_data.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["part2_data"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["part2_data"]
 
 
 def _free_port() -> int:
@@ -47,7 +39,9 @@ def server(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed")
     pytest.importorskip("playwright.sync_api")
-    db = _part2().copy_db(_part2().build(tmp_path_factory), tmp_path_factory.mktemp("browser2"))
+    from part2_data import build, copy_db
+
+    db = copy_db(build(tmp_path_factory), tmp_path_factory.mktemp("browser2"))
     port = _free_port()
     env = {**os.environ, "WORKBENCH_DB": str(db.path)}
     log = open(tmp_path_factory.getbasetemp() / "streamlit-part2.log", "wb")  # noqa: SIM115

@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-import importlib.util
-import sys
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "pages" / "4_Compare.py"
-
-
-def _part2():
-    if "part2_data" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("part2_data", ROOT / "tests" / "viz" / "part2_data.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["part2_data"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["part2_data"]
-
-
-@pytest.fixture(scope="session")
-def part2_db(tmp_path_factory):
-    return _part2().build(tmp_path_factory)
-
-
-@pytest.fixture
-def app_env(part2_db, tmp_path, monkeypatch):
-    """A private copy of the part-2 database, with WORKBENCH_DB pointing at it."""
-    db = _part2().copy_db(part2_db, tmp_path / "app")
-    monkeypatch.setenv("WORKBENCH_DB", str(db.path))
-    return db
-
-
-def test_page_is_thin():
-    source = PAGE.read_text()
-    tree = ast.parse(source)
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not imported & {"numpy", "duckdb", "torch", "pandas", "sklearn", "umap"}
-    assert len(source.splitlines()) < 200
 
 
 def test_compare_select_runs_and_move_threshold(app_env):

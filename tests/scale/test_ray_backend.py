@@ -144,3 +144,32 @@ def test_cancel_keeps_finished_shards_and_a_rerun_resumes(ray_session, tiny_cata
     local, _, _ = encode_with_cache(encoder, texts, hashes, db=tmp_path / "local.duckdb", cache_key="kw",
                                     device=torch.device("cpu"))
     np.testing.assert_allclose(vectors, local, atol=1e-6)
+
+
+class _FakeRay:
+    def __init__(self, resources: dict | None):
+        self.resources = resources
+
+    def cluster_resources(self) -> dict:
+        if self.resources is None:
+            raise ConnectionError("cannot list resources")
+        return self.resources
+
+
+def test_actor_plan_follows_cluster_resources(monkeypatch):
+    import torch
+
+    from workbench.scale.ray_backend import plan_actors
+
+    monkeypatch.delenv("WORKBENCH_RAY_CONCURRENCY", raising=False)
+    gpu = plan_actors(_FakeRay({"CPU": 32, "GPU": 4}))
+    assert gpu["use_gpu"] and gpu["num_gpus"] == 1 and gpu["concurrency"] == 4
+    assert not plan_actors(_FakeRay({"CPU": 32, "GPU": 4}), device_type="cpu")["use_gpu"]
+    cpu = plan_actors(_FakeRay({"CPU": 8}))
+    assert not cpu["use_gpu"] and cpu["num_gpus"] == 0 and cpu["concurrency"] == 7
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not plan_actors(_FakeRay({"CPU": 8}))["use_gpu"]  # a driver GPU does not make a CPU cluster a GPU one
+    monkeypatch.setenv("WORKBENCH_RAY_CONCURRENCY", "3")
+    assert plan_actors(_FakeRay({"CPU": 8}))["concurrency"] == 3
+    with pytest.raises(ValueError, match="concurrency=0"):
+        plan_actors(_FakeRay({"CPU": 8}), concurrency=0)

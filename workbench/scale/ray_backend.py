@@ -95,7 +95,11 @@ def plan_actors(ray: Any, *, concurrency: int | None = None, device_type: str = 
         if use_gpu:
             concurrency = max(1, int(gpus or 0) or torch.cuda.device_count())
         else:
-            concurrency = max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
+            try:
+                cpus = int(ray.cluster_resources().get("CPU", 2))
+            except Exception:
+                cpus = 2
+            concurrency = max(1, cpus - 1)
     if int(concurrency) < 1:
         raise ValueError(f"concurrency={concurrency!r} must be >= 1")
     return {"use_gpu": use_gpu, "concurrency": int(concurrency), "num_gpus": 1 if use_gpu else 0,
