@@ -1,19 +1,16 @@
-"""On-demand timings of the metrics package (not part of pytest): ``python benchmarks/bench_metrics.py``.
+"""On-demand timings of the metrics package (not part of pytest): ``python -m benchmarks.bench_metrics``.
 
 Every ratio divides two timings taken in this one run, so they compare across machines better than seconds.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 # Run as a plain script from a checkout: make the repository root importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def best_of(fn: Callable[[], object], repeats: int = 5) -> float:

@@ -1,6 +1,6 @@
 """UMAP cost on 2 cores and the projection cache: fit time for 5k/20k/50k points, cached revisit, plot payload.
 
-Run on demand (not part of pytest):  python benchmarks/bench_umap.py [--sizes 5000 20000 50000]
+Run on demand (not part of pytest):  python -m benchmarks.bench_umap [--sizes 5000 20000 50000]
 Points are random 64-d Gaussian clusters (L2-normalised like a joint space). The cached-revisit and payload figures
 use a synthetic run stored in a temporary database, projected with the default settings (UMAP fitted on a stratified
 5,000-point sample, the rest placed with transform).
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -18,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workbench import store  # noqa: E402
 from workbench.viz import embedding_figure, get_projection  # noqa: E402
