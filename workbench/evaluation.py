@@ -233,10 +233,11 @@ def _diagnostics(img: np.ndarray, txt: np.ndarray, img_groups, txt_groups) -> di
 
 
 # ----------------------------------------------------------------------------------------------- metrics
-def _scored_pairs(con, run_id: str, exclude_label_errors: bool) -> pd.DataFrame:
+def scored_pairs(con, run_id: str, *, exclude_label_errors: bool = False) -> pd.DataFrame:
+    """A run's per-pair scores joined with the pair, its image's product and category, and the text."""
     sql = """
         SELECT s.pair_id, s.split, s.score, p.label, p.pair_kind, p.swapped_attribute, p.image_id, p.text_id,
-               i.product_id AS product_id, pr.category, t.language
+               i.product_id AS product_id, pr.category, t.language, t.text, i.path AS image_path
         FROM scores s JOIN runs r USING (run_id)
         JOIN pairs p ON p.eval_set = r.eval_set AND p.pair_id = s.pair_id
         JOIN images i ON i.eval_set = r.eval_set AND i.image_id = p.image_id
@@ -281,7 +282,7 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
         stored_config = json.loads(run[0])
         options = threshold_options or stored_config.get("threshold", {"policy": "max_f1"})
         seed = stored_config.get("seed", 0) if seed is None else seed  # the run's own seed: same resamples
-        pairs = _scored_pairs(con, run_id, exclude_label_errors)
+        pairs = scored_pairs(con, run_id, exclude_label_errors=exclude_label_errors)
         artifacts = dict(con.execute("SELECT kind, payload FROM run_artifacts WHERE run_id = ?", [run_id]).fetchall())
         attributes = store.query_frame(
             con, "SELECT a.product_id, a.name, a.value FROM attributes a JOIN runs r ON r.eval_set = a.eval_set "
@@ -418,7 +419,7 @@ COMPARE_PAIR_METRICS = ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc
 
 
 def _test_frame(con, run_id: str) -> pd.DataFrame:
-    return _scored_pairs(con, run_id, exclude_label_errors=False).query("split == 'test'").set_index("pair_id")
+    return scored_pairs(con, run_id).query("split == 'test'").set_index("pair_id")
 
 
 def compare_runs(run_ids: list[str], *, db=None, baseline: str | None = None, n_resamples: int = N_RESAMPLES,

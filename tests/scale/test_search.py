@@ -46,7 +46,7 @@ def test_chunk_size_does_not_change_results(chunk_size):
     rng = np.random.default_rng(1)
     q, g = rng.normal(size=(23, 8)), rng.normal(size=(97, 8))
     ref = exact_topk(q, g, k=10, chunk_size=4096, device="cpu")
-    got = exact_topk(q, g, k=10, chunk_size=chunk_size, device="cpu")
+    got = exact_topk(q, g, k=10, chunk_size=chunk_size, gallery_chunk_size=chunk_size, device="cpu")
     np.testing.assert_array_equal(got[1], ref[1])
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-6)
 
@@ -69,9 +69,9 @@ def test_big_gallery_uses_bounded_blocks(monkeypatch):
     monkeypatch.setattr(search, "_block_scores", spy)
     rng = np.random.default_rng(2)
     q, g = rng.normal(size=(300, 4)).astype(np.float32), rng.normal(size=(60_000, 4)).astype(np.float32)
-    _, idx = exact_topk(q, g, k=5, chunk_size=256, device="cpu")
-    assert max(a * b for a, b in shapes) <= 256 * 256
-    assert len(shapes) == 2 * -(-60_000 // 256)
+    _, idx = exact_topk(q, g, k=5, chunk_size=256, gallery_chunk_size=1024, device="cpu")
+    assert max(shapes) == (256, 1024)
+    assert len(shapes) == 2 * -(-60_000 // 1024)
     np.testing.assert_array_equal(idx[:20], _brute(q[:20], g, 5)[1])
 
 

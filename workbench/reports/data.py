@@ -19,7 +19,7 @@ import pandas as pd
 
 from workbench import store
 from workbench.config import config_from_dict, dump_config_toml
-from workbench.evaluation import apply_thresholds, compare_runs, get_artifact, load_metrics
+from workbench.evaluation import apply_thresholds, compare_runs, get_artifact, load_metrics, scored_pairs
 from workbench.metrics import confusion_counts
 from workbench.runner import get_run
 
@@ -103,21 +103,6 @@ def _iso(value: Any) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
-
-
-def _scored_pairs(con, run_id: str) -> pd.DataFrame:
-    sql = """
-        SELECT s.pair_id, s.split, p.image_id, p.text_id, p.label, s.score, pr.category, p.pair_kind,
-               p.swapped_attribute, i.product_id, t.language, t.text, i.path AS image_path
-        FROM scores s JOIN runs r USING (run_id)
-        JOIN pairs p ON p.eval_set = r.eval_set AND p.pair_id = s.pair_id
-        JOIN images i ON i.eval_set = r.eval_set AND i.image_id = p.image_id
-        LEFT JOIN products pr ON pr.eval_set = r.eval_set AND pr.product_id = i.product_id
-        JOIN texts t ON t.eval_set = r.eval_set AND t.text_id = p.text_id
-        WHERE s.run_id = ?
-        ORDER BY s.split, s.pair_id
-    """
-    return store.query_frame(con, sql, [run_id])
 
 
 def _per_pair(frame: pd.DataFrame, threshold: float | None, per_category: dict[str, float]) -> pd.DataFrame:
@@ -239,7 +224,7 @@ def _load_run(run_id: str, db, *, top_k: int, thumb_side: int) -> RunReport:
         threshold = float(curves["threshold"])
     per_category = {str(k): float(v) for k, v in ((curves or {}).get("per_category_thresholds") or {}).items()}
     with store.connect(db) as con:
-        raw = _scored_pairs(con, run_id)
+        raw = scored_pairs(con, run_id).sort_values(["split", "pair_id"], ignore_index=True)
     pairs = _per_pair(raw, threshold, per_category)
     test = pairs[pairs["split"] == "test"]
     confusion = ({"tp": 0, "fp": 0, "tn": 0, "fn": 0} if threshold is None or test.empty else

@@ -1,7 +1,7 @@
 """Top-k retrieval over large galleries: exact (chunked torch), approximate (FAISS), and metrics from top-k lists.
 
 Scores are dot products; L2-normalise first for cosine similarity (as ``retrieval_metrics_from_embeddings``).
-:func:`exact_topk` holds at most a ``chunk_size × chunk_size`` score block plus the running ``(chunk_size, k)``
+:func:`exact_topk` holds at most a ``chunk_size × gallery_chunk_size`` score block plus the running ``(chunk_size, k)``
 best lists, whatever the gallery size. :func:`retrieval_metrics_from_topk` computes Success@K, Recall@K, nDCG@K
 and MRR from the top-k indices alone, so a 10M × 10M evaluation never needs the score matrix. MRR is truncated at
 the list length K (``mrr@K``: a query whose first positive ranks below K contributes 0); Success/Recall/nDCG at
@@ -69,15 +69,20 @@ def _as_matrices(queries: Any, gallery: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def exact_topk(queries: Any, gallery: Any, *, k: int = 10, chunk_size: int = 4096,
+               gallery_chunk_size: int | None = None,
                device: str | torch.device = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k gallery items per query by dot product: scores (Q, k) float32, indices (Q, k) int64.
 
-    Rows are sorted by descending score; ``k`` is capped at the gallery size. Chunked over queries and gallery
-    (``chunk_size`` each), merging running top-k lists, so memory stays bounded for any gallery size; runs on the
-    GPU when ``device`` is ``"auto"`` and one is present.
+    Rows are sorted by descending score; ``k`` is capped at the gallery size. Chunked over queries
+    (``chunk_size``) and gallery (``gallery_chunk_size``, default ``4 × chunk_size``: one 256 MB float32 block at
+    the defaults), merging running top-k lists, so memory stays bounded for any gallery size; runs on the GPU when
+    ``device`` is ``"auto"`` and one is present.
     """
     k = check_positive_int("k", k)
     chunk_size = check_positive_int("chunk_size", chunk_size)
+    # A CPU top-k over a row costs about the same for 4k or 16k columns, so wider gallery blocks mean fewer of them
+    # (measured: top-k + merge 1.66x -> 1.35x the bare product at 16k x 16k, 512-d, same load).
+    g_chunk = check_positive_int("gallery_chunk_size", gallery_chunk_size or 4 * chunk_size)
     q_np, g_np = _as_matrices(queries, gallery)
     dev = _resolve(device)
     n_q, n_g = q_np.shape[0], g_np.shape[0]
@@ -94,8 +99,8 @@ def exact_topk(queries: Any, gallery: Any, *, k: int = 10, chunk_size: int = 409
             q = torch.from_numpy(q_np[a : a + chunk_size]).to(dev)
             best_s = torch.full((q.shape[0], 0), -torch.inf, device=dev)
             best_i = torch.zeros((q.shape[0], 0), dtype=torch.int64, device=dev)
-            for b in range(0, n_g, chunk_size):
-                g = gallery_t[b : b + chunk_size].to(dev, non_blocking=True)
+            for b in range(0, n_g, g_chunk):
+                g = gallery_t[b : b + g_chunk].to(dev, non_blocking=True)
                 best_s, best_i = _merge_block(best_s, best_i, _block_scores(q, g), b, k)
             out_s[a : a + q.shape[0]] = best_s.float().cpu().numpy()
             out_i[a : a + q.shape[0]] = best_i.cpu().numpy()
