@@ -7,8 +7,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_session():
-    ray = pytest.importorskip("ray", reason="the Ray backend needs requirements-scale.txt")
-    pytest.importorskip("ray.data")
+    import ray
+    import ray.data
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False

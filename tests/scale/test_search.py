@@ -111,7 +111,6 @@ def test_streaming_metrics_equal_full_ranking_metrics():
 
 
 def test_faiss_recall_is_high_on_clustered_data_and_metric_error_reported():
-    pytest.importorskip("faiss", reason="FAISS comes with requirements-scale.txt")
     g, gg = _clustered(6000, dim=32, n_groups=60, seed=5, spread=0.25)
     q, qg = _clustered(300, dim=32, n_groups=60, seed=6, spread=0.25)
     _, exact = exact_topk(q, g, k=10, device="cpu")
