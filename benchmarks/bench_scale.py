@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -29,10 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from workbench import store  # noqa: E402
-from workbench.scale.search import (  # noqa: E402
+from workbench import store
+from workbench.scale.search import (
     _block_scores,
     compare_ann_to_exact,
     exact_topk,
