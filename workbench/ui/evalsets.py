@@ -16,8 +16,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from workbench import store
-from workbench.data.evalsets import delete_eval_set, get_eval_set_info, import_eval_set, list_eval_sets
+from workbench.data.evalsets import (
+    chart_data,
+    delete_eval_set,
+    get_eval_set_info,
+    import_eval_set,
+    list_eval_sets,
+    query_pairs,
+)
 from workbench.data.images import ImageError, load_image
 from workbench.data.importers import FIELDS, get_importer, guess_format, guess_mapping, list_importers
 from workbench.data.model import PAIR_KINDS, SPLITS
@@ -27,7 +33,6 @@ from workbench.ui.common import friendly_errors
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 6
 PREVIEW_ROWS = 8
-CHART_SAMPLE = 20_000
 NONE = "(none)"
 UPLOAD_TYPES = ["csv", "tsv", "tab", "jsonl", "ndjson", "parquet", "pq"]
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
@@ -37,58 +42,6 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
 def escape_markdown(text: Any) -> str:
     """Backslash-escape every markdown/emoji/LaTeX trigger so untrusted text renders literally."""
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
-
-
-def _like_pattern(search: str) -> str:
-    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def query_pairs(
-    db: Path | str, name: str, *, split: str | None = None, label: int | None = None, pair_kind: str | None = None,
-    category: str | None = None, search: str = "", limit: int = PAGE_SIZE, offset: int = 0,
-) -> tuple[pd.DataFrame, int]:
-    """One page of an eval set's pairs (image path, text, label, split, kind, category) and the filtered total.
-
-    Filters are bound parameters; ``search`` matches the text or product id, case-insensitively.
-    """
-    where, params = ["p.eval_set = ?"], [name]
-    for column, value in (("p.split", split), ("p.label", label), ("p.pair_kind", pair_kind),
-                          ("pr.category", category)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if search.strip():
-        where.append("(t.text ILIKE ? ESCAPE '\\' OR i.product_id ILIKE ? ESCAPE '\\')")
-        params += [_like_pattern(search.strip())] * 2
-    body = (
-        " FROM pairs p"
-        " JOIN images i ON i.eval_set = p.eval_set AND i.image_id = p.image_id"
-        " JOIN texts t ON t.eval_set = p.eval_set AND t.text_id = p.text_id"
-        " LEFT JOIN products pr ON pr.eval_set = p.eval_set AND pr.product_id = i.product_id"
-        " WHERE " + " AND ".join(where)
-    )
-    with store.connect(db) as con:
-        total = int(con.execute("SELECT count(*)" + body, params).fetchone()[0])
-        page = store.query_frame(
-            con,
-            "SELECT p.pair_id, i.path, t.text, p.label, p.split, p.pair_kind, p.swapped_attribute, pr.category, "
-            "t.language, i.product_id" + body + " ORDER BY p.split, p.pair_id LIMIT ? OFFSET ?",
-            [*params, int(limit), int(offset)],
-        )
-    return page, total
-
-
-def chart_data(db: Path | str, name: str) -> dict[str, pd.DataFrame]:
-    """Text lengths and image sizes (a reproducible sample of at most CHART_SAMPLE rows each)."""
-    with store.connect(db) as con:
-        texts = store.query_frame(
-            con, "SELECT * FROM (SELECT length(text) AS n_chars, language FROM texts WHERE eval_set = ?) "
-            f"USING SAMPLE reservoir({CHART_SAMPLE} ROWS) REPEATABLE (0)", [name])
-        images = store.query_frame(
-            con, "SELECT * FROM (SELECT width, height FROM images WHERE eval_set = ?) "
-            f"USING SAMPLE reservoir({CHART_SAMPLE} ROWS) REPEATABLE (0)", [name])
-    return {"texts": texts, "images": images}
 
 
 def summary_figures(info: dict, data: dict[str, pd.DataFrame]) -> dict[str, Any]:
