@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,10 +40,3 @@ def friendly_errors(action: str):
     except (ValueError, KeyError, FileNotFoundError, RuntimeError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         st.error(f"{action} failed: {message}")
-
-
-def safe_call(action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-    """Call ``fn``; on an expected failure show the message and return None."""
-    with friendly_errors(action):
-        return fn(*args, **kwargs)
-    return None
