@@ -282,7 +282,8 @@ def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality
             batch_size=config.batch_size, tokens=tokens, progress=ctx.progress_for(), cancel=ctx.cancel,
         )
     info.update(backend=backend, fit_s=round(fit_seconds, 3), encode_s=round(stats.seconds, 3), n_items=stats.n_items,
-                n_cached=stats.n_cached, n_encoded=stats.n_encoded, batch_size=stats.batch_size,
+                n_cached=stats.n_cached, n_encoded=stats.n_encoded, forward_calls=stats.n_forward_calls,
+                batch_size=stats.batch_size,
                 fingerprint=cache_key)
     ctx.log(f"{modality}s: {stats.n_encoded} encoded, {stats.n_cached} from cache ({stats.seconds:.1f} s)")
     if token_list is None:

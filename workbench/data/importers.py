@@ -43,6 +43,7 @@ from workbench.data.model import (
     empty_frame,
 )
 from workbench.data.validation import RowIssue, ValidationReport
+from workbench.data.vocab import detect_language
 
 FIELDS = ("image", "text", "product", "category", "label", "split", "language", "id")
 REQUIRED_FIELDS = ("image", "text")
@@ -78,11 +79,9 @@ _SPLIT_ALIASES = {
     "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
     "test": "test", "testing": "test",
 }  # fmt: skip
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _CJK_OR_PUNCT = re.compile(
     r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u2000-\u206f]"
 )
-_LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 Progress = Callable[[int, int], None]
 
@@ -425,12 +424,6 @@ class _Row:
     attributes: dict[str, str]
 
 
-def _detect_language(text: str) -> str:
-    """``zh`` when CJK characters are at least as many as Latin words, else ``en``."""
-    cjk = len(_CJK.findall(text))
-    return "zh" if cjk and cjk >= len(_LATIN_WORD.findall(text)) else "en"
-
-
 def _resolve_image(value: str, root: Path, number: int, report: ValidationReport) -> str | None:
     if not value:
         report.add(number, "image", "empty_path", "image is empty; give a file path or an http(s) URL")
@@ -483,7 +476,7 @@ def _parse_row(
             report.add(
                 number, "split", "unknown_split", f"split {get('split')!r} is not one of {list(SPLITS)}"
             )
-    language = re.split(r"[-_]", get("language").lower())[0] or _detect_language(text)
+    language = re.split(r"[-_]", get("language").lower())[0] or detect_language(text)
     attributes = {k[len(ATTR_PREFIX) :]: get(k) for k in fields if k.startswith(ATTR_PREFIX) and get(k)}
     return _Row(
         number=number,
