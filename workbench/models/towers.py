@@ -179,6 +179,12 @@ def _masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def _regions(features: torch.Tensor, proj: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells of the last feature map, projected, as region tokens (all real)."""
+    tokens = proj(features.flatten(2).transpose(1, 2))
+    return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+
 class _ConvNet(nn.Module):
     def __init__(self, width: int, dim: int) -> None:
         super().__init__()
@@ -191,18 +197,45 @@ class _ConvNet(nn.Module):
         self.proj = nn.Linear(channels[-1], dim)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cells = self.features(pixels).flatten(2).transpose(1, 2)
-        tokens = self.proj(cells)
-        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return _regions(self.features(pixels), self.proj)
+
+
+def _pixels(items: list[Image.Image], image_size: int) -> Batch:
+    """Resize to a square and scale to [-1, 1]: (N, 3, size, size)."""
+    size = (image_size, image_size)
+    arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)) for im in items]
+    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return (pixels.contiguous(),)
+
+
+class _ImageTower(TowerEncoder):
+    """A trained image tower with ``blocks`` down-sampling stages; ``image_size`` must be divisible by 2**blocks."""
+
+    modality = "image"
+    image_size: int
+    blocks: int
+
+    def _check_size(self) -> None:
+        if self.blocks < 1:
+            raise ValueError(f"blocks must be >= 1, got {self.blocks}")
+        step = 2**self.blocks
+        if self.image_size < step or self.image_size % step:
+            raise ValueError(f"image_size must be a positive multiple of 2**blocks = {step}, got {self.image_size}")
+
+    def _prepare(self, items: list) -> None:
+        """Nothing depends on the data before training."""
+
+    def preprocess(self, items: list[Image.Image]) -> Batch:
+        return _pixels(items, self.image_size)
 
 
 @register_encoder
-class SmallCNNEncoder(TowerEncoder):
+class SmallCNNEncoder(_ImageTower):
     """Four conv blocks (conv-BN-ReLU-pool); the last feature map's cells, projected to ``dim``, are the
     region tokens ((image_size / 16)^2 of them) and their mean is the image vector."""
 
     name = "small_cnn"
-    modality = "image"
+    blocks = 4
     description = "Small 4-block CNN trained on the train split's category/attribute labels."
     config_keys = ("dim", "width", "image_size", "epochs", "batch_size", "lr")
 
@@ -216,22 +249,12 @@ class SmallCNNEncoder(TowerEncoder):
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
-        if image_size < 16 or image_size % 16:
-            raise ValueError(f"image_size must be a positive multiple of 16, got {image_size}")
         self.dim, self.width, self.image_size = int(dim), int(width), int(image_size)
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
-
-    def _prepare(self, items: list) -> None:
-        """Nothing depends on the data before training."""
+        self._check_size()
 
     def _make_module(self) -> nn.Module:
         return _ConvNet(self.width, self.dim)
-
-    def preprocess(self, items: list[Image.Image]) -> Batch:
-        size = (self.image_size, self.image_size)
-        arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)) for im in items]
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        return (pixels.contiguous(),)
 
 
 class _CharGRU(nn.Module):
@@ -298,41 +321,6 @@ class GRUTextEncoder(TowerEncoder):
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return ids, lengths
-
-
-def _pixels(items: list[Image.Image], image_size: int) -> Batch:
-    """Resize to a square and scale to [-1, 1]: (N, 3, size, size)."""
-    size = (image_size, image_size)
-    arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)) for im in items]
-    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return (pixels.contiguous(),)
-
-
-def _regions(features: torch.Tensor, proj: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cells of the last feature map, projected, as region tokens (all real)."""
-    tokens = proj(features.flatten(2).transpose(1, 2))
-    return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-
-
-class _ImageTower(TowerEncoder):
-    """A trained image tower with ``blocks`` down-sampling stages; ``image_size`` must be divisible by 2**blocks."""
-
-    modality = "image"
-    image_size: int
-    blocks: int
-
-    def _check_size(self) -> None:
-        if self.blocks < 1:
-            raise ValueError(f"blocks must be >= 1, got {self.blocks}")
-        step = 2**self.blocks
-        if self.image_size < step or self.image_size % step:
-            raise ValueError(f"image_size must be a positive multiple of 2**blocks = {step}, got {self.image_size}")
-
-    def _prepare(self, items: list) -> None:
-        """Nothing depends on the data before training."""
-
-    def preprocess(self, items: list[Image.Image]) -> Batch:
-        return _pixels(items, self.image_size)
 
 
 class _VGGNet(nn.Module):
