@@ -792,7 +792,16 @@ class _TokenPairHead(_PairHead):
         return out
 
 
-class _SoftAttentionCosine(nn.Module):
+class _TokenModel(nn.Module):
+    """A token pair model: per-item ``encode_image`` / ``encode_text`` and a ``match`` of encoded pairs."""
+
+    def forward(
+        self, img: torch.Tensor, img_mask: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor
+    ) -> torch.Tensor:
+        return self.match(self.encode_image(img, img_mask), img_mask, self.encode_text(txt, txt_mask), txt_mask)
+
+
+class _SoftAttentionCosine(_TokenModel):
     """Pooled text → query; scaled dot-product soft attention over image regions; cosine × learnable scale."""
 
     def __init__(self, d_img: int, d_txt: int, width: int, temperature: float) -> None:
@@ -825,11 +834,6 @@ class _SoftAttentionCosine(nn.Module):
         scale = self.log_scale.clamp(max=math.log(100.0)).exp()
         return scale * F.cosine_similarity(attended, text, dim=-1) + self.bias
 
-    def forward(
-        self, img: torch.Tensor, img_mask: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor
-    ) -> torch.Tensor:
-        return self.match(self.encode_image(img, img_mask), img_mask, self.encode_text(txt, txt_mask), txt_mask)
-
 
 @register_fusion_head
 class SoftAttentionCosineHead(_TokenPairHead):
@@ -860,7 +864,7 @@ class SoftAttentionCosineHead(_TokenPairHead):
         return out
 
 
-class _AttentionFusion(nn.Module):
+class _AttentionFusion(_TokenModel):
     """Image and text tokens (projected, plus a modality embedding) are concatenated, mixed by ``layers``
     Transformer encoder layers, and pooled by a learned query (multi-head attention) into one product vector."""
 
@@ -901,11 +905,6 @@ class _AttentionFusion(nn.Module):
         self, img: torch.Tensor, img_mask: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor
     ) -> torch.Tensor:
         return self.out(self.fuse(img, img_mask, txt, txt_mask)[0]).squeeze(-1)
-
-    def forward(
-        self, img: torch.Tensor, img_mask: torch.Tensor, txt: torch.Tensor, txt_mask: torch.Tensor
-    ) -> torch.Tensor:
-        return self.match(self.encode_image(img, img_mask), img_mask, self.encode_text(txt, txt_mask), txt_mask)
 
 
 @register_fusion_head
