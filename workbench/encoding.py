@@ -74,6 +74,14 @@ def cached_hashes(db, cache_key: str, hashes: Sequence[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+def uncached_items(db, cache_key: str, hashes: Sequence[str], sources: Sequence[str]) -> tuple[list, int]:
+    """The distinct (hash, source) items not in the cache yet, and how many distinct items already are."""
+    unique: dict[str, str] = dict(zip(hashes, sources, strict=True))
+    have = cached_hashes(db, cache_key, list(unique))
+    todo = [(h, s) for h, s in unique.items() if h not in have]
+    return todo, len(unique) - len(todo)
+
+
 def read_cache(db, cache_key: str, hashes: Sequence[str], *, tokens: bool) -> tuple[np.ndarray, list | None]:
     """Vectors (and token arrays) for ``hashes``, in the given order."""
     with store.connect(db) as con:
@@ -101,6 +109,22 @@ def _write_cache(db, cache_key: str, hashes: list[str], vectors: np.ndarray, blo
             [cache_key, list(hashes), [row.tobytes() for row in vectors],
              list(blobs) if blobs is not None else [None] * len(hashes)],
         )
+
+
+def encode_batch(encoder, batch, device: torch.device, *, tokens: bool) -> tuple[np.ndarray, list[bytes] | None]:
+    """One forward pass (mixed precision on GPU): float32 vectors and, if asked, token blobs for the cache."""
+    with torch.inference_mode(), autocast_context(device):
+        vectors = encoder.forward(batch, device).float().cpu().numpy()
+        if not tokens:
+            return vectors, None
+        toks, mask = encoder.forward_tokens(batch, device)
+        toks, mask = toks.float().cpu().numpy(), mask.cpu().numpy().astype(bool)
+    return vectors, [tokens_to_blob(t, m) for t, m in zip(toks, mask, strict=True)]
+
+
+def decode_side(encoder) -> int:
+    """Images are decoded (JPEG draft + thumbnail) to at most this many pixels on the long side."""
+    return max(int(getattr(encoder, "image_size", 224) or 224), 256)
 
 
 def load_items(modality: str, sources: Sequence[str], max_side: int) -> list:
@@ -131,24 +155,15 @@ def encode_with_cache(
     """
     start = time.perf_counter()
     stats = EncodeStats(n_items=len(hashes), batch_size=batch_size)
-    unique: dict[str, str] = dict(zip(hashes, sources, strict=True))
-    have = cached_hashes(db, cache_key, list(unique))
-    todo = [(h, s) for h, s in unique.items() if h not in have]
-    stats.n_cached = len(unique) - len(todo)
-    max_side = max(int(getattr(encoder, "image_size", 224) or 224), 256)
+    todo, stats.n_cached = uncached_items(db, cache_key, hashes, sources)
+    max_side = decode_side(encoder)
 
     def prepare(chunk: Sequence[tuple[str, str]]):
         return encoder.preprocess(load_items(encoder.modality, [s for _, s in chunk], max_side))
 
     def forward(batch) -> tuple[np.ndarray, list[bytes] | None]:
         stats.n_forward_calls += 1
-        with torch.inference_mode(), autocast_context(device):
-            vectors = encoder.forward(batch, device).float().cpu().numpy()
-            if not tokens:
-                return vectors, None
-            toks, mask = encoder.forward_tokens(batch, device)
-            toks, mask = toks.float().cpu().numpy(), mask.cpu().numpy().astype(bool)
-        return vectors, [tokens_to_blob(t, m) for t, m in zip(toks, mask, strict=True)]
+        return encode_batch(encoder, batch, device, tokens=tokens)
 
     def forward_with_backoff(chunk: Sequence[tuple[str, str]]) -> tuple[np.ndarray, list[bytes] | None]:
         parts, stats.batch_size = run_with_backoff(lambda c: forward(prepare(c)), chunk, stats.batch_size)

@@ -29,7 +29,7 @@ from workbench.data.evalsets import ensure_demo_eval_set, load_eval_set, parse_d
 from workbench.data.model import SPLITS, EvalSetData
 from workbench.data.vocab import tag_vector, text_tags
 from workbench.device import describe_device, gpu_memory, resolve_device
-from workbench.encoding import Cancelled, cached_hashes, encode_with_cache, pad_tokens
+from workbench.encoding import Cancelled, cached_hashes, decode_side, encode_with_cache, load_items, pad_tokens
 from workbench.models import create_encoder, load_plugin
 from workbench.models.fusion import FusionData, PairSet, create_fusion_head
 
@@ -259,10 +259,8 @@ def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality
     if encoder.requires_fit and len(cached_hashes(ctx.db, key, list(frame["sha256"]))) < n_unique:
         ctx.enter("fit_encoders")
         ctx.log(f"fitting {encoder.name} on {int(in_train.sum())} train {modality}s")
-        from workbench.encoding import load_items
-
         start = time.perf_counter()
-        items = load_items(modality, list(sources[in_train]), max(int(getattr(encoder, "image_size", 224)), 256))
+        items = load_items(modality, list(sources[in_train]), decode_side(encoder))
         targets = fit_targets(data, modality, frame["product_id"][in_train])
         encoder.fit(items, targets=targets, seed=config.seed, device=device, progress=ctx.fraction_progress)
         fit_seconds = time.perf_counter() - start

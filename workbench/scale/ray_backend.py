@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench import store
-from workbench.encoding import Cancelled, EncodeStats, cached_hashes, read_cache
+from workbench.encoding import Cancelled, EncodeStats, decode_side, read_cache, uncached_items
 
 ProgressFn = Callable[[int, int], None]
 INSTALL_HINT = "pip install -r requirements-scale.txt"
@@ -119,22 +119,13 @@ class EncodeActor:
         self.encoder = ray.get(encoder) if isinstance(encoder, ray.ObjectRef) else encoder  # one shared copy
         self.device = resolve_device("cuda" if use_gpu else "cpu")
         self.tokens = tokens
-        self.max_side = max(int(getattr(encoder, "image_size", 224) or 224), 256)
+        self.max_side = decode_side(encoder)
 
     def _forward(self, sources: Sequence[str]) -> tuple[np.ndarray, list[bytes] | None]:
-        import torch
-
-        from workbench.device import autocast_context
-        from workbench.encoding import load_items, tokens_to_blob
+        from workbench.encoding import encode_batch, load_items
 
         batch = self.encoder.preprocess(load_items(self.encoder.modality, list(sources), self.max_side))
-        with torch.inference_mode(), autocast_context(self.device):
-            vectors = self.encoder.forward(batch, self.device).float().cpu().numpy()
-            if not self.tokens:
-                return vectors, None
-            toks, mask = self.encoder.forward_tokens(batch, self.device)
-            toks, mask = toks.float().cpu().numpy(), mask.cpu().numpy().astype(bool)
-        return vectors, [tokens_to_blob(t, m) for t, m in zip(toks, mask, strict=True)]
+        return encode_batch(self.encoder, batch, self.device, tokens=self.tokens)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from workbench.device import run_with_backoff
@@ -204,10 +195,7 @@ def encode_with_ray(
     """
     start = time.perf_counter()
     stats = EncodeStats(n_items=len(hashes), batch_size=batch_size)
-    unique: dict[str, str] = dict(zip(hashes, sources, strict=True))
-    have = cached_hashes(db, cache_key, list(unique))
-    todo = [(h, s) for h, s in unique.items() if h not in have]
-    stats.n_cached = len(unique) - len(todo)
+    todo, stats.n_cached = uncached_items(db, cache_key, hashes, sources)
     if progress:
         progress(0, len(todo))
     if todo:
