@@ -49,3 +49,11 @@ def app_env(part2_copy, monkeypatch: pytest.MonkeyPatch):
     """The private copy, with WORKBENCH_DB pointing at it for AppTest pages."""
     monkeypatch.setenv("WORKBENCH_DB", str(part2_copy.path))
     return part2_copy
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plug-ins registered inside a test disappear after it, so registry sweeps see only the built-ins."""
+    from workbench.models import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._registry()))

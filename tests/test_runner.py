@@ -205,7 +205,7 @@ def test_cuda_request_without_gpu_is_a_clear_error():
         resolve_device("tpu")
 
 
-def test_config_plugins_are_loaded_by_the_runner(run_db):
+def test_config_plugins_are_loaded_by_the_runner(run_db, isolated_registry):
     from pathlib import Path
 
     from workbench.config import dump_config_toml, load_config

@@ -22,7 +22,6 @@ from workbench.models import (
     load_plugin,
     register_encoder,
 )
-from workbench.models import base as base_module
 from workbench.models.encoders import tokenize
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -301,12 +300,6 @@ def test_lazy_loading_is_thread_safe(monkeypatch, tiny_models):
     assert len(loads) == 1 and len(results) == 4
     for result in results[1:]:
         np.testing.assert_array_equal(result, results[0])
-
-
-@pytest.fixture
-def isolated_registry(monkeypatch):
-    """Plug-ins registered inside a test disappear after it, so the sweep's registry stays the built-ins."""
-    monkeypatch.setattr(base_module, "_REGISTRY", dict(base_module._registry()))
 
 
 def test_user_plugin_from_a_file(isolated_registry):
