@@ -71,7 +71,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _gallery(data, fusion_data, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _gallery(data) -> tuple[np.ndarray, np.ndarray, str]:
     """Test images and test texts that belong to a product (attribute-swap texts belong to none)."""
     test_pairs = data.pairs[data.pairs["split"] == "test"]
     image_ids = set(test_pairs["image_id"])
@@ -82,15 +82,15 @@ def _gallery(data, fusion_data, seed: int) -> tuple[np.ndarray, np.ndarray, str]
     return image_idx, text_idx, f"test split: {len(image_idx)} images × {len(text_idx)} texts"
 
 
-def _retrieval(head, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict, str, tuple]:
-    """Per-query t2i and i2t results; embedding heads use cosine, pair scorers score the whole gallery.
+def _retrieval(head, joint, fusion_data, image_idx, text_idx, seed: int) -> tuple[dict, str, tuple]:
+    """Per-query t2i and i2t results: cosine in ``joint`` (the head's embeddings) when it has them, else the
+    pair scorer scores the whole gallery.
 
     Also returns (t2i scores of up to ``CURVE_QUERIES`` seeded queries, their text indices, the image indices)
     for the gallery-size curves.
     """
     img_groups = fusion_data.image_product[image_idx]
     txt_groups = fusion_data.text_product[text_idx]
-    joint = head.embed(fusion_data)
     if joint is not None:
         img, txt = _normalise(joint[0][image_idx]), _normalise(joint[1][text_idx])
         t2i = retrieval_metrics_from_embeddings(txt, img, txt_groups, img_groups, ks=KS)
@@ -172,11 +172,11 @@ def _zeroshot(head, fusion_data, data, image_idx, encoder, device) -> dict | Non
 
 def evaluate_run(run_id: str, *, db, data, fusion_data, head, config: RunConfig, text_encoder, device) -> None:
     """Store what metrics need from the models (retrieval, zero-shot, embeddings), then compute metrics."""
-    image_idx, text_idx, gallery_desc = _gallery(data, fusion_data, config.seed)
-    retrieval, method, curve = _retrieval(head, fusion_data, image_idx, text_idx, config.seed)
+    image_idx, text_idx, gallery_desc = _gallery(data)
+    joint = head.embed(fusion_data)  # None for heads that score pairs
+    retrieval, method, curve = _retrieval(head, joint, fusion_data, image_idx, text_idx, config.seed)
     curves = _gallery_curves(fusion_data, *curve, seed=config.seed)
     zeroshot = _zeroshot(head, fusion_data, data, image_idx, text_encoder, device)
-    joint = head.embed(fusion_data)
     space = "joint space of the fusion head"
     if joint is None:
         from workbench.models.fusion import create_fusion_head
