@@ -4,87 +4,40 @@ of a CSV with a bad row shows the report. Screenshots go to artifacts/screenshot
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 import pytest
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, running_app
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
 DEMO_PRODUCTS = 40
 DEMO_TIMEOUT_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout} s")
 
 
 @pytest.fixture
 def server(tmp_path: Path):
     """``streamlit run Home.py`` on a free port with a fresh database; killed afterwards."""
-    port = _free_port()
-    env = {**os.environ, "WORKBENCH_DB": str(tmp_path / "wb.duckdb"),
-           "WORKBENCH_DEMO_PRODUCTS": str(DEMO_PRODUCTS), "HF_HUB_OFFLINE": "1"}
-    log = (tmp_path / "server.log").open("w")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
-        yield {"url": url, "db": tmp_path / "wb.duckdb", "started": started, "log": tmp_path / "server.log"}
+        with running_app(tmp_path / "wb.duckdb", tmp_path / "server.log",
+                         WORKBENCH_DEMO_PRODUCTS=str(DEMO_PRODUCTS)) as url:
+            yield {"url": url, "db": tmp_path / "wb.duckdb", "started": started, "log": tmp_path / "server.log"}
     finally:
         SHOTS.mkdir(parents=True, exist_ok=True)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
         (SHOTS / "server.log").write_bytes((tmp_path / "server.log").read_bytes()[-200_000:])
 
 
 @pytest.fixture
 def browser_page():
-    assert Path(CHROMIUM).exists(), "browser tests need Debian's chromium: apt-get install chromium fonts-noto-cjk"
     from playwright import sync_api
+
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)

@@ -6,65 +6,21 @@ visible). Screenshots go to artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+from app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, running_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    assert Path(CHROMIUM).exists(), "browser tests need Debian's chromium: apt-get install chromium fonts-noto-cjk"
     from part2_data import build, copy_db
 
     db = copy_db(build(tmp_path_factory), tmp_path_factory.mktemp("browser2"))
-    port = _free_port()
-    env = {**os.environ, "WORKBENCH_DB": str(db.path)}
-    log = open(tmp_path_factory.getbasetemp() / "streamlit-part2.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("streamlit did not start") from None
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}", db
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with running_app(db.path, tmp_path_factory.getbasetemp() / "streamlit-part2.log") as url:
+        yield url, db
 
 
 @pytest.fixture(scope="module")
