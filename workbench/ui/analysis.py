@@ -7,7 +7,6 @@ markdown-escaped captions, never as HTML.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from workbench import analysis, evaluation, runner
-from workbench.data.images import load_image
 from workbench.metrics import get_metric
+from workbench.ui.common import escape_markdown, file_mtime, thumbnail
 from workbench.viz import figures
 
 PAGE_DEFAULTS: dict[str, Any] = {
@@ -38,11 +37,6 @@ def init_state() -> None:
     """Page-prefixed session defaults of the analysis pages (IDs and small values only)."""
     for key, value in PAGE_DEFAULTS.items():
         st.session_state.setdefault(key, value)
-
-
-def escape_markdown(text: Any) -> str:
-    """Backslash-escape markdown so untrusted strings can sit inside a caption."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
 
 
 # ------------------------------------------------------------------------------------------------ cached reads
@@ -80,19 +74,8 @@ def slice_frame(labels: tuple[tuple[str, str], ...], db: str, version: tuple) ->
     return analysis.slice_metrics(dict(labels), db=db)
 
 
-@st.cache_data(max_entries=2000, show_spinner=False)
-def thumbnail(path: str | None, max_side: int = 160):
-    """A small RGB thumbnail, or None when the file is missing or unreadable."""
-    if not path:
-        return None
-    try:
-        return load_image(path, max_side=max_side)
-    except (OSError, ValueError):
-        return None
-
-
 def show_image(path: str | None, caption: str | None = None, width: int | str = "stretch") -> None:
-    image = thumbnail(path)
+    image = thumbnail(path, file_mtime(path))
     if image is None:
         st.caption(f"image unavailable: {escape_markdown(Path(path).name) if path else '—'}")
     else:

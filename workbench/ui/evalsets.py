@@ -7,7 +7,6 @@ Text from eval sets is untrusted: it is shown with ``st.text``/dataframes or mar
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -24,26 +23,19 @@ from workbench.data.evalsets import (
     list_eval_sets,
     query_pairs,
 )
-from workbench.data.images import ImageError, load_image
 from workbench.data.importers import FIELDS, get_importer, guess_format, guess_mapping, list_importers
 from workbench.data.model import PAIR_KINDS, SPLITS
 from workbench.data.splits import NEGATIVE_KINDS
-from workbench.ui.common import friendly_errors
+from workbench.ui.common import escape_markdown, file_mtime, friendly_errors, thumbnail
 
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 6
 PREVIEW_ROWS = 8
 NONE = "(none)"
 UPLOAD_TYPES = ["csv", "tsv", "tab", "jsonl", "ndjson", "parquet", "pq"]
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
 
 
 # ------------------------------------------------------------------------------------------- pure helpers
-def escape_markdown(text: Any) -> str:
-    """Backslash-escape every markdown/emoji/LaTeX trigger so untrusted text renders literally."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
-
-
 def summary_figures(info: dict, data: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Plotly figures: category balance, label balance per split, text lengths, image sizes, languages."""
     pairs = info["pairs_by_split"].copy()
@@ -101,31 +93,12 @@ def cached_chart_data(db: str, name: str, content_hash: str) -> dict[str, pd.Dat
     return chart_data(db, name)
 
 
-@st.cache_data(max_entries=2000, show_spinner=False)
-def thumbnail(path: str, mtime: float) -> bytes | None:
-    """A ≤160 px JPEG of an image, or None when it cannot be read (the gallery says so)."""
-    try:
-        image = load_image(path, max_side=160)
-    except (ImageError, OSError):
-        return None
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
 def preview_source(path: str, mtime: float, fmt: str) -> tuple[list[str], pd.DataFrame, int]:
     """Columns, the first rows as a table of strings, and the row count (the importer's own reader)."""
     table = get_importer(fmt).reader(Path(path))
     rows = [values for _, values in table.rows[:PREVIEW_ROWS]]
     return table.columns, pd.DataFrame(rows, columns=table.columns, dtype=str), table.n_rows
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def save_upload(db: Path | str, filename: str, content: bytes) -> Path:
@@ -231,7 +204,7 @@ def import_section(db: Path) -> None:
                        index=formats.index(guessed_format) if guessed_format in formats else 0)
     image_root = st.text_input("Image root (optional; default: the file's folder)", key="evalsets_image_root")
     with friendly_errors("Reading the source"):
-        columns, preview, n_rows = preview_source(str(path), _mtime(path), fmt)
+        columns, preview, n_rows = preview_source(str(path), file_mtime(path), fmt)
         st.caption(f"Preview: first {min(PREVIEW_ROWS, len(preview))} of {n_rows} rows of {path.name}")
         st.dataframe(preview, hide_index=True, width="stretch")
         mapping = _mapping_widgets(columns, f"{token}_{fmt}")
@@ -317,7 +290,7 @@ def gallery(db: Path, name: str, info: dict) -> None:
             for col, row in zip(cols, frame.iloc[start:start + GALLERY_COLUMNS].itertuples(index=False),
                                 strict=False):
                 with col.container(border=True):
-                    image = thumbnail(row.path, _mtime(Path(row.path)))
+                    image = thumbnail(row.path, file_mtime(row.path))
                     if image is None:
                         st.caption("image unavailable")
                     else:
