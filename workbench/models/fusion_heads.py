@@ -410,8 +410,12 @@ class _PairHead(_TrainedHead):
         with torch.inference_mode():
             for s in range(0, len(ii), SCORE_CHUNK):
                 part = slice(s, s + SCORE_CHUNK)
-                out[part] = self.model(*self._inputs(data, ii[part], tt[part])).float().cpu().numpy()
+                out[part] = self._score_chunk(data, ii[part], tt[part]).float().cpu().numpy()
         return out
+
+    def _score_chunk(self, data: FusionData, ii: np.ndarray, tt: np.ndarray) -> torch.Tensor:
+        """Logits of one chunk of pairs."""
+        return self.model(*self._inputs(data, ii, tt))
 
 
 class _VectorPairHead(_PairHead):
@@ -779,17 +783,8 @@ class _TokenPairHead(_PairHead):
         inv_i, inv_t = torch.from_numpy(inv_i).to(self._device), torch.from_numpy(inv_t).to(self._device)
         return v[inv_i], v_mask[inv_i], t[inv_t], t_mask[inv_t]
 
-    def score_pairs(self, data: FusionData, image_idx: np.ndarray, text_idx: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        self._check_data(data)
-        ii, tt = as_pair_index(image_idx, text_idx)
-        out = np.empty(len(ii), dtype=np.float32)
-        self.model.eval()
-        with torch.inference_mode():
-            for s in range(0, len(ii), SCORE_CHUNK):
-                part = slice(s, s + SCORE_CHUNK)
-                out[part] = self.model.match(*self._encoded(data, ii[part], tt[part])).float().cpu().numpy()
-        return out
+    def _score_chunk(self, data: FusionData, ii: np.ndarray, tt: np.ndarray) -> torch.Tensor:
+        return self.model.match(*self._encoded(data, ii, tt))
 
 
 class _TokenModel(nn.Module):
