@@ -23,6 +23,7 @@ selected, baseline = ui.run_selection(runs)
 if not selected:
     st.info("Pick at least one run.")
     st.stop()
+ui.leakage_banner(runs, selected, db)
 labels = dict(zip(runs["run_id"], runs["label"], strict=True))
 version = ui.metrics_version(tuple(selected), db)
 
@@ -48,18 +49,13 @@ with friendly_errors("Operating point"):
 
 st.subheader("Calibration")
 slices = ui.slice_frame(tuple((r, labels[r]) for r in selected), db, version)
-ece = {labels[r]: slices.query("run_id == @r and name == 'pair/ece' and slice_kind == 'all'")["value"].max()
-       for r in selected}
-ui.calibration_panel(curve_map, ece)
+ui.calibration_panel(curve_map, slices)
 
 st.subheader("Per-slice performance")
 c1, c2 = st.columns([1, 2])
 metric = c1.selectbox("Metric", ["pair/roc_auc", "pair/f1", "pair/accuracy", "pair/pr_auc"], key="compare_slice_metric")
 kinds = c2.multiselect("Slices", list(ui.SLICE_KINDS), default=list(ui.SLICE_KINDS), key="compare_slice_kinds")
-shown = slices[slices["slice_kind"].isin(kinds)]
-st.plotly_chart(figures.slice_heatmap(shown, metric=metric), width="stretch", key="compare_heatmap")
-st.markdown("**Worst slices per run**")
-st.dataframe(ui.worst_slices(shown, metric), hide_index=True)
+ui.slice_panel(slices[slices["slice_kind"].isin(kinds)], metric)
 
 st.subheader("Retrieval")
 ui.retrieval_panel(slices)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from workbench import analysis
 from workbench.ui import analysis as ui
+from workbench.ui import label_errors as label_error_ui
 from workbench.ui.common import friendly_errors, init_page
 
 db = str(init_page("Mismatches", icon="🔍"))
@@ -70,13 +71,14 @@ with friendly_errors("Loading retrieval failures"):
     failures = analysis.retrieval_failures(run_id, direction=direction, db=db, k=k, limit=limit)
 if failures:
     st.caption(f"Queries whose true item is not ranked first, worst first. Ranking: "
-               f"{ui.escape_markdown(failures[0]['method'])}; top {k} recomputed by cosine in the stored joint "
-               "space.")
+               f"{ui.escape_markdown(failures[0]['method'])}; the top {k} are the run's own.")
     for entry in failures:
         with st.container(border=True):
             ui.retrieval_failure_card(entry)
 elif failures is not None:
     st.info("Every query ranks its true item first.")
+
+label_error_ui.likely_label_errors(run_id, runs, eval_set, db)
 
 st.subheader("Pairs marked as label errors")
 st.dataframe(analysis.list_label_errors(eval_set, db=db), hide_index=True, width="stretch")

@@ -76,7 +76,9 @@ def test_reference_suite_runs_and_compares_against_the_baseline(reference_runs):
         values = table.loc[1:, column]
         assert values.str.match(p_value).all(), values.tolist()
         assert all(0 <= float(v.split("p=")[1].rstrip(")")) <= 1 for v in values)
-    assert table["worst negative kind"].str.split(" ").str[0].isin(NEGATIVE_KINDS).all()
+    for row in table.to_dict("records"):  # kinds with too few test pairs are shown but never ranked worst
+        rankable = [k for k in NEGATIVE_KINDS if row[f"AUC vs {k}"] and "too few pairs" not in row[f"AUC vs {k}"]]
+        assert row["worst negative kind"].split(" ")[0] in (rankable or [""])
 
 
 def test_multitask_run_stores_its_category_accuracy(reference_runs):

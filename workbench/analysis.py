@@ -148,30 +148,18 @@ def _ordered_ids(con, eval_set: str, modality: str) -> pd.DataFrame:
                                   f"ORDER BY {key}", [eval_set])
 
 
-def _embeddings(con, run_id: str, modality: str) -> tuple[list[str], np.ndarray]:
-    frame = store.query_frame(con, "SELECT item_id, vector FROM run_embeddings WHERE run_id = ? AND modality = ? "
-                                   "ORDER BY item_id", [run_id, modality])
-    if frame.empty:
-        return [], np.zeros((0, 0), dtype=np.float32)
-    return frame["item_id"].tolist(), np.stack([np.asarray(v, dtype=np.float32) for v in frame["vector"]])
-
-
-def _first_rank(sims: np.ndarray, relevant: np.ndarray, ties: str) -> float | None:
-    """1-based rank of the best relevant item under the run's tie policy (as the stored ranks use)."""
-    if not relevant.any():
-        return None
-    best = sims[relevant].max()
-    above, tied = int((sims[~relevant] > best).sum()), int((sims[~relevant] == best).sum())
-    rank = {"optimistic": 1 + above, "average": 1 + above + tied / 2}.get(ties, 1 + above + tied)
+def _rank_value(rank: float) -> int | float:
+    """A stored rank as shown: whole under the pessimistic and optimistic policies, fractional under 'average'."""
     return int(rank) if float(rank).is_integer() else float(rank)
 
 
 def retrieval_failures(run_id: str, *, direction: str = "t2i", db=None, k: int = 5, limit: int = 20) -> list[dict]:
-    """Queries whose first relevant item is not ranked first, worst first, with their top-k by cosine.
+    """Queries whose first relevant item is not ranked first, worst first, each with the run's own top k.
 
-    ``first_rank`` is the rank the run itself stored (its head's ranking); ``results`` are recomputed by cosine from
-    the stored joint-space embeddings, and ``cosine_rank`` is the true item's rank there. For heads without a joint
-    space the embeddings are a CCA view, so the two rankings can differ (``method`` says which one the run used).
+    ``first_rank`` (the true item's rank) and ``results`` (the top k) come from one ranking: the one the run's
+    evaluation computed with the metrics package from its head's scores and stored with the run, under its tie
+    policy (``ties``). So when ``first_rank <= k`` the result at that position is the first relevant one, and
+    otherwise no result is relevant. ``method`` says how the run scored the gallery.
     """
     _check("direction", direction, DIRECTIONS)
     if k < 1 or limit < 0:
@@ -184,38 +172,36 @@ def retrieval_failures(run_id: str, *, direction: str = "t2i", db=None, k: int =
         if art is None:
             raise ValueError(f"Run {run_id!r} has no stored {direction} retrieval results.")
         payload = json.loads(art[0])
+        top = payload.get("top_k")
+        if top is None:
+            raise ValueError(f"Run {run_id!r} was evaluated before runs kept their top-k lists; run its "
+                             "configuration again to see its retrieval failures.")
+        if k > top["k"]:
+            raise ValueError(f"k={k} exceeds the {top['k']} results per query stored with run {run_id!r}")
         queries = _ordered_ids(con, eval_set, q_mod)
-        gallery = _ordered_ids(con, eval_set, g_mod).set_index("item_id")
-        q_ids, q_vecs = _embeddings(con, run_id, q_mod)
-        g_ids, g_vecs = _embeddings(con, run_id, g_mod)
+        gallery = _ordered_ids(con, eval_set, g_mod)
     per_query = payload["per_query"]
     first_rank = np.asarray(per_query["first_rank"], dtype=float)
     item_idx = np.asarray(per_query["item_idx"], dtype=int)
-    n_pos = np.asarray(per_query.get("n_positives", np.ones_like(first_rank)), dtype=float)
+    n_pos = np.asarray(per_query["n_positives"], dtype=float)
+    top_idx, top_score = top["item_idx"], top["score"]
     failed = np.flatnonzero((first_rank > 1) & (n_pos > 0))
     failed = failed[np.argsort(-first_rank[failed], kind="stable")][:limit]
-    q_row = {q: i for i, q in enumerate(q_ids)}
-    g_products = gallery.reindex(g_ids)["product_id"].to_numpy(dtype=object)
     out = []
     for qi in failed:
         query = queries.iloc[int(item_idx[qi])]
-        entry: dict[str, Any] = {
+        results = []
+        for j, score in zip(top_idx[qi][:k], top_score[qi][:k], strict=True):
+            item = gallery.iloc[int(j)]
+            results.append({"item_id": item["item_id"], "text": item["text"], "image_path": item["image_path"],
+                            "product_id": item["product_id"], "score": float(score),
+                            "relevant": bool(item["product_id"] == query["product_id"])})
+        out.append({
             "query_id": query["item_id"], "query_modality": q_mod, "query_text": query["text"],
             "query_image_path": query["image_path"], "product_id": query["product_id"],
-            "first_rank": int(first_rank[qi]), "n_relevant": int(n_pos[qi]), "method": payload.get("method", ""),
-            "gallery": payload.get("gallery", ""), "results": [], "cosine_rank": None,
-        }
-        if query["item_id"] in q_row and len(g_ids):
-            sims = g_vecs.astype(np.float64) @ q_vecs[q_row[query["item_id"]]].astype(np.float64)
-            order = np.lexsort((np.arange(len(sims)), -sims))
-            relevant = g_products == query["product_id"]
-            entry["cosine_rank"] = _first_rank(sims, relevant, payload.get("ties", "pessimistic"))
-            for j in order[:k]:
-                item = gallery.loc[g_ids[j]]
-                entry["results"].append({"item_id": g_ids[j], "text": item["text"], "image_path": item["image_path"],
-                                         "product_id": item["product_id"], "score": float(sims[j]),
-                                         "relevant": bool(relevant[j])})
-        out.append(entry)
+            "first_rank": _rank_value(first_rank[qi]), "n_relevant": int(n_pos[qi]), "ties": payload["ties"],
+            "method": payload.get("method", ""), "gallery": payload.get("gallery", ""), "results": results,
+        })
     return out
 
 
@@ -277,12 +263,17 @@ def run_label(run: dict | pd.Series) -> str:
 
 
 def slice_metrics(run_labels: dict[str, str], *, db=None) -> pd.DataFrame:
-    """Every run's metrics, all slices, long format with a ``run`` column holding the label (for heatmaps)."""
+    """Every run's metrics, all slices, long format with a ``run`` column holding the label (for heatmaps).
+
+    Pair metrics carry ``n_pos``/``n_neg`` and ``too_few`` (below the stated minimum of positives or negatives,
+    see ``workbench.evaluation.MIN_SLICE_POSITIVES``): such slices are shown greyed and never ranked worst.
+    """
     from workbench.evaluation import load_metrics
 
     frames = [load_metrics(r, db=db, slices=True).assign(run=label, run_id=r) for r, label in run_labels.items()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["name", "slice_kind", "slice_value", "value", "ci_low", "ci_high", "n", "run", "run_id"])
+        columns=["name", "slice_kind", "slice_value", "value", "ci_low", "ci_high", "n", "n_pos", "n_neg", "too_few",
+                 "run", "run_id"])
 
 
 def pair_details(run_id: str, pair_ids: list[str], *, db=None) -> pd.DataFrame:
@@ -305,6 +296,43 @@ def leaderboard_frame(comparison: dict, labels: dict[str, str]) -> pd.DataFrame:
         for name in ("pair/f1", "pair/accuracy", "pair/roc_auc"):
             test = tests.get(row["run_id"], {}).get(name)
             out[f"{name} Δ vs baseline"] = test.get("delta") if test else None
-            out[f"{name} p (Holm)"] = test.get("p_holm") if test else None
+            out[f"{name} p (Holm)"] = format_p_value(test.get("p_holm")) if test else ""
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+P_VALUE_FLOOR = 1e-4
+
+
+def format_p_value(p: float | None) -> str:
+    """A p-value for display: "< 1e-4" below that floor, else 4 decimals ("" when there is none).
+
+    Normal and chi-square tails far below 1e-4 rest on approximations (and, across products, on few clusters)
+    that do not hold to those digits, so smaller values are not printed as if they were exact.
+    """
+    if p is None or pd.isna(p):
+        return ""
+    return "< 1e-4" if p < P_VALUE_FLOOR else f"{p:.4f}"
+
+
+PAIRED_TEST_METRICS = ("pair/f1", "pair/pr_auc", "pair/accuracy", "pair/roc_auc")
+
+
+def paired_tests_frame(comparison: dict, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """``compare_runs`` paired tests as one row per (run, metric): test, clusters, Δ, p and Holm p as text.
+
+    ``clusters`` is the number of independent units (content groups of products) the test treated as such.
+    """
+    labels = labels or {}
+    rows = []
+    for test in comparison["tests"]:
+        for name in PAIRED_TEST_METRICS:
+            t = test.get(name) or {}
+            p_holm = t.get("p_holm")
+            rows.append({"run": labels.get(test["run_id"], test["run_id"]), "metric": name, "test": t.get("test"),
+                         "clusters": t.get("n_clusters"),
+                         "Δ vs baseline": t.get("delta"), "p": format_p_value(t.get("p_value")),
+                         "p (Holm)": format_p_value(p_holm),
+                         "significant (5%)": "" if p_holm is None else "yes" if p_holm < 0.05 else "no"})
+    return pd.DataFrame(rows, columns=["run", "metric", "test", "clusters", "Δ vs baseline", "p", "p (Holm)",
+                                       "significant (5%)"])

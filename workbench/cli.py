@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -76,8 +77,26 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_failed_import(path: str | None, exc: Exception) -> None:
+    """Show and write the report of an import that ended in an error: the per-row report when the error carries
+    one (no valid row, say), else the error itself as one row, so ``--report`` always leaves a file."""
+    from workbench.data.validation import ISSUE_COLUMNS
+
+    report = getattr(exc, "report", None)
+    if report is not None and not report.empty:
+        print(f"Validation report ({report['row'].nunique()} row(s) with issues):")
+        _print_table(report)
+    if path:
+        if report is None:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            report = pd.DataFrame([[0, "source", "error", "import_failed", message]], columns=list(ISSUE_COLUMNS))
+        report.to_csv(path, index=False)
+        print(f"Report written to {path}")
+
+
 def _import_or_validate(args: argparse.Namespace, validate_only: bool) -> int:
     from workbench.data.evalsets import import_eval_set
+    from workbench.data.leakage import leakage_message
 
     negatives = tuple(n for n in (args.negatives or "").split(",") if n)
     update, close = _bar("validating")
@@ -85,8 +104,11 @@ def _import_or_validate(args: argparse.Namespace, validate_only: bool) -> int:
         outcome = import_eval_set(
             args.path, args.name or "validate", db=args.db, fmt=args.format, mapping=_parse_mapping(args.map),
             image_root=args.image_root, strict=not args.lenient, negatives=negatives, seed=args.seed,
-            validate_only=validate_only, progress=update,
+            validate_only=validate_only, progress=update, near_duplicates=args.near_duplicates,
         )
+    except Exception as exc:  # re-raised: main() turns it into a message and an exit code
+        _report_failed_import(args.report, exc)
+        raise
     finally:
         close()
     if not outcome.report.empty:
@@ -103,6 +125,9 @@ def _import_or_validate(args: argparse.Namespace, validate_only: bool) -> int:
               "Fix them, or pass --lenient to import the valid rows.", file=sys.stderr)
         return 1
     print(json.dumps(outcome.summary, indent=2))
+    warning = leakage_message(outcome.name, outcome.summary.get("audit"))
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
 
 
@@ -126,6 +151,9 @@ def cmd_evalset(args: argparse.Namespace) -> int:
         for key in ("pairs_by_split", "categories", "languages"):
             print(f"\n{key}:")
             _print_table(info[key])
+        print("\naudit:")
+        for line in evalsets.audit_lines(info["name"], info["audit"]):
+            print(f"  {line}")
         return 0
     if args.action == "delete":
         evalsets.delete_eval_set(args.target, args.db)
@@ -248,13 +276,35 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.analysis import paired_tests_frame
     from workbench.evaluation import compare_runs
 
     comparison = compare_runs(args.run_ids, db=args.db, baseline=args.baseline)
     if args.json:
         print(json.dumps(_json_safe(comparison), indent=2, allow_nan=False))
-    else:
-        _print_table(pd.DataFrame(comparison["table"]))
+        return 0
+    _print_table(pd.DataFrame(comparison["table"]))
+    if comparison["tests"]:
+        print(f"\nPaired tests against {comparison['baseline']} on {comparison['n_test_pairs']} test pairs in "
+              f"{comparison['n_clusters']} product clusters (the unit of each test; p-values Holm-corrected):")
+        _print_table(paired_tests_frame(comparison))
+    return 0
+
+
+def cmd_label_errors(args: argparse.Namespace) -> int:
+    from workbench.label_errors import SIGNALS, label_error_candidates, signals_of
+
+    table = label_error_candidates(args.run_ids, db=args.db, top=args.top, split=args.split)
+    if args.json:
+        payload = [{"pair_id": row["pair_id"], "score": _number(row["score"]), "signals": signals_of(row)}
+                   for row in table.to_dict("records")]
+        print(json.dumps(payload, indent=2, allow_nan=False))
+        return 0
+    shown = table[["rank", "pair_id", "score", *SIGNALS, "label", "split", "pair_kind", "text"]].copy()
+    for column in ("score", *SIGNALS):
+        shown[column] = shown[column].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
+    shown["text"] = shown["text"].astype(str).str.slice(0, 60)
+    _print_table(shown)
     return 0
 
 
@@ -263,6 +313,54 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(args.run_ids, fmt=args.format, out=args.out, db=args.db)
     print(path)
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from workbench.robustness import results_json, run_robustness
+
+    bar = tqdm(desc="robustness", unit="step", file=sys.stderr, dynamic_ncols=True, disable=not sys.stderr.isatty())
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_description(label)
+
+    try:
+        results = run_robustness(args.run_id, suite=args.suite, severities=args.severities, seed=args.seed,
+                                 db=args.db, device=args.device, n_resamples=args.n_resamples, progress=progress)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(results_json(results), indent=2, ensure_ascii=False, allow_nan=False))
+    else:
+        _print_table(results[["perturbation", "severity", "metric", "value", "ci_low", "ci_high", "drop",
+                              "drop_ci_low", "drop_ci_high", "n_changed", "n_items"]].round(4))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from workbench.explain import explain_pair, write_overlay
+    from workbench.restore import restore_run_models
+
+    models = restore_run_models(args.run_id, db=args.db, device=args.device)
+    explanation = explain_pair(models, args.pair_id, image_method=args.image_method, text_method=args.text_method)
+    if args.out:
+        pair = models.pair(args.pair_id)
+        path = write_overlay(explanation, models.load_image(pair["image_id"]), models.text(pair["text_id"]), args.out)
+        print(f"Overlay written to {path}", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(_json_safe(explanation.to_json()), indent=2, ensure_ascii=False, allow_nan=False))
+        return 0
+    print(f"pair {args.pair_id}: score {explanation.score:.4f}  ({explanation.method})")
+    if explanation.image is not None:
+        print(f"image relevance ({explanation.image.method}, rows × columns over the photo):")
+        print(np.array2string(np.asarray(explanation.image.relevance), precision=3, suppress_small=True))
+    if explanation.text is not None:
+        print(f"words ({explanation.text.method}):")
+        _print_table(pd.DataFrame(explanation.text.tokens, columns=["word", "attribution"]).round(4))
+    for side, reason in explanation.reasons.items():
+        print(f"{side} not explained: {reason}")
     return 0
 
 
@@ -301,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives", default="random,hard,attribute")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", help="write the per-row report as CSV")
+    p.add_argument("--near-duplicates", action="store_true",
+                   help="also report near-duplicate images (perceptual hash; decodes every image once)")
 
     p = add("run", cmd_run, "Run one configuration on an eval set; prints the run id last.")
     p.add_argument("--eval-set", required=True)
@@ -339,6 +439,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_ids", nargs="+")
     p.add_argument("--format", required=True, choices=["html", "pdf", "md", "json", "csv", "parquet"])
     p.add_argument("--out", required=True)
+
+    p = add("label-errors", cmd_label_errors,
+            "Rank pairs by how likely their label is wrong (neighbourhood, run disagreement, margin).")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="finished runs of one eval set; the first one's "
+                   "threshold gives the margin signal")
+    p.add_argument("--top", type=int, default=50, help="how many candidates (default 50)")
+    p.add_argument("--split", default=None, help="only pairs of this split (train, val or test)")
+    p.add_argument("--json", action="store_true")
+
+    p = add("robustness", cmd_robustness,
+            "Re-score a finished run's test pairs under perturbed photos and titles, per severity, with CIs.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--suite", default="image,text",
+                   help="comma-separated suites (image, text) and/or perturbation names (default image,text)")
+    p.add_argument("--severities", default="1,3,5", help="comma-separated severities from 1 to 5 (default 1,3,5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the perturbations (default 0)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where the run's models are rebuilt; use the device the run ran on (default cpu)")
+    p.add_argument("--n-resamples", type=int, default=1000, help="product-bootstrap resamples (default 1000)")
+    p.add_argument("--json", action="store_true",
+                   help="print {perturbation: [{severity, metric, value, ci_low, ci_high}, ...]}")
+
+    p = add("explain", cmd_explain,
+            "Explain one pair's score: relevance over the photo, attribution per word (rebuilds the run's models).")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("pair_id", metavar="PAIR_ID")
+    p.add_argument("--json", action="store_true",
+                   help="print {score, image_relevance, text_tokens, method, ...}")
+    p.add_argument("--out", metavar="FILE.png", help="write the overlay (heatmap over the photo + word highlights)")
+    p.add_argument("--image-method", default=None, help="an image explainer (default: the first that applies)")
+    p.add_argument("--text-method", default=None, help="a text explainer (default: the first that applies)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where the run's models are rebuilt; use the device the run ran on (default cpu)")
     return parser
 
 

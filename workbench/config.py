@@ -11,6 +11,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from workbench.metrics.calibration import CALIBRATION_METHODS
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 THRESHOLD_POLICIES = ("max_f1", "youden", "target_precision", "target_fpr", "cost")
 
@@ -57,6 +59,9 @@ def config_from_dict(raw: dict, *, default_name: str = "custom") -> RunConfig:
     threshold = dict(raw.get("threshold") or {"policy": "max_f1"})
     if threshold.get("policy", "max_f1") not in THRESHOLD_POLICIES:
         raise ConfigError(f"Unknown threshold policy {threshold.get('policy')!r}. Available: {THRESHOLD_POLICIES}")
+    if threshold.get("calibration", "platt") not in CALIBRATION_METHODS:
+        raise ConfigError(f"Unknown calibration {threshold.get('calibration')!r} in [threshold]. "
+                          f"Available: {CALIBRATION_METHODS}")
     return RunConfig(
         name=str(raw.get("name") or default_name),
         image_encoder=dict(raw["image_encoder"]),

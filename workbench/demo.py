@@ -83,23 +83,23 @@ def _with_ci(value: float | None, ci: list | None) -> str:
     return f"{value:.3f}" + ("" if low is None or high is None else f" [{low:.3f}, {high:.3f}]")
 
 
-def _negative_kind_auc(run_id: str, *, db=None) -> dict[str, float]:
-    """ROC-AUC of the test positives against each kind of negative (the per-slice metrics)."""
+def _negative_kind_auc(run_id: str, *, db=None) -> tuple[dict[str, float], set[str]]:
+    """ROC-AUC of the test positives against each kind of negative (the per-slice metrics), and the kinds with
+    too few pairs to rank (see ``workbench.evaluation.MIN_SLICE_POSITIVES``)."""
     from workbench.evaluation import load_metrics
 
     slices = load_metrics(run_id, db=db, slices=True)
     rows = slices[(slices["slice_kind"] == "pair_kind") & (slices["name"] == "pair/roc_auc")]
-    return {
-        kind: float(value)
-        for kind, value in zip(rows["slice_value"], rows["value"], strict=True)
-        if kind in NEGATIVE_KINDS and not pd.isna(value)
-    }
+    rows = rows[rows["slice_value"].isin(NEGATIVE_KINDS) & rows["value"].notna()]
+    return dict(zip(rows["slice_value"], rows["value"].astype(float), strict=True)), set(
+        rows.loc[rows["too_few"], "slice_value"])
 
 
 def comparison_table(run_ids: list[str], baseline: str, db=None) -> pd.DataFrame:
     """One row per run: F1, accuracy and ROC-AUC with 95% CIs and their change against ``baseline`` with the
     Holm-corrected p-value of its paired test (F1: paired bootstrap, accuracy: McNemar, ROC-AUC: DeLong), then
-    t2i/success@5 with CI, ROC-AUC against each negative kind and the worst kind (lowest AUC).
+    t2i/success@5 with CI, ROC-AUC against each negative kind and the worst kind (lowest AUC among the kinds with
+    enough pairs; the others are marked "too few pairs" and not ranked).
 
     Built on :func:`workbench.evaluation.compare_runs`; runs that did not finish get a row with their status
     and error only (they cannot be paired). The baseline row has no deltas.
@@ -128,10 +128,12 @@ def comparison_table(run_ids: list[str], baseline: str, db=None) -> pd.DataFrame
                 "baseline" if run_id == baseline else f"{result['delta']:+.3f} (p={result['p_holm']:.3g})"
             )
         row["t2i/success@5"] = _with_ci(metrics.get("t2i/success@5"), metrics.get("t2i/success@5 CI"))
-        auc = _negative_kind_auc(run_id, db=db)
+        auc, small = _negative_kind_auc(run_id, db=db)
         for kind in NEGATIVE_KINDS:
-            row[f"AUC vs {kind}"] = f"{auc[kind]:.3f}" if kind in auc else ""
-        worst = min(auc, key=auc.get) if auc else None
+            row[f"AUC vs {kind}"] = f"{auc[kind]:.3f}" + (" (too few pairs)" if kind in small else "") if (
+                kind in auc) else ""
+        ranked = {k: v for k, v in auc.items() if k not in small}  # too few pairs: never ranked worst
+        worst = min(ranked, key=ranked.get) if ranked else None
         row["worst negative kind"] = "" if worst is None else f"{worst} ({auc[worst]:.3f})"
         if record["started_at"] is not None and record["finished_at"] is not None:
             row["seconds"] = round((record["finished_at"] - record["started_at"]).total_seconds(), 1)

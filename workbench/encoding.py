@@ -99,7 +99,7 @@ def read_cache(db, cache_key: str, hashes: Sequence[str], *, tokens: bool) -> tu
     return vectors.copy(), token_list
 
 
-def _write_cache(db, cache_key: str, hashes: list[str], vectors: np.ndarray, blobs: list[bytes] | None) -> None:
+def write_cache(db, cache_key: str, hashes: list[str], vectors: np.ndarray, blobs: list[bytes] | None) -> None:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     with store.connect(db) as con:
         store.execute_retrying(
@@ -180,7 +180,7 @@ def encode_with_cache(
 
     def flush() -> None:
         if pending_h:
-            writes.append(writer.submit(_write_cache, db, cache_key, list(pending_h), np.concatenate(pending_v),
+            writes.append(writer.submit(write_cache, db, cache_key, list(pending_h), np.concatenate(pending_v),
                                         list(pending_b) if tokens else None))
             pending_h.clear()
             pending_v.clear()

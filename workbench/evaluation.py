@@ -15,14 +15,16 @@ import pandas as pd
 
 from workbench import store
 from workbench.config import RunConfig
+from workbench.data.grouping import content_groups
+from workbench.data.model import EvalSetData
 from workbench.data.vocab import ATTRIBUTES, text_tags
 from workbench.metrics import (
+    HEADLINE_METRICS,
     bootstrap_ci,
     bootstrap_pair_metrics,
     choose_threshold,
     delong_test,
     diagnostics,
-    expected_calibration_error,
     holm,
     mcnemar,
     pair_metrics,
@@ -32,17 +34,34 @@ from workbench.metrics import (
     retrieval_metrics,
     retrieval_metrics_from_embeddings,
     roc_curve_points,
+    zeroshot_metrics_from_ranks,
+    zeroshot_ranks,
+)
+from workbench.metrics.calibration import (
+    CALIBRATION_METHODS,
+    Calibrator,
+    bootstrap_calibration_metrics,
+    calibrator_from_dict,
+    fit_calibrator,
 )
 from workbench.metrics.classification import UNDEFINED_POLICIES as PAIR_POLICIES
 from workbench.metrics.gallery import DISTRACTOR_MODES, gallery_size_curve
 from workbench.metrics.retrieval import UNDEFINED_POLICIES as RETRIEVAL_POLICIES
+from workbench.metrics.zeroshot import UNDEFINED_POLICIES as ZEROSHOT_POLICIES
 
 KS = (1, 5, 10)
+TIES = "pessimistic"  # retrieval and zero-shot: an item tied with the true one ranks above it
+TOP_K = 10  # gallery items kept per retrieval query, so failure views show the run's own ranking
 N_RESAMPLES = 1000
 MAX_FULL_GALLERY = 4_000_000  # text × image pairs a pair-scoring head scores exhaustively
 CURVE_QUERIES = 500  # seeded text queries behind the gallery-size curves
 GALLERY_SIZES = (10, 25, 50, 100, 250, 500, 1000, 2500)
 SLICE_METRICS = ("accuracy", "f1", "roc_auc", "pr_auc")
+# The one declaration of "too few pairs": a slice with fewer test positives or negatives than these is shown
+# greyed and never ranked among the worst (its metrics swing by chance; n ≈ 85 slices were ranked worst).
+MIN_SLICE_POSITIVES = 30
+MIN_SLICE_NEGATIVES = 30
+CALIBRATION_BINS = 10  # equal-width probability bins of pair/ece and the reliability diagram
 ZEROSHOT_TEMPLATES = {"en": "a photo of a {}", "zh": "一张{}的商品图片"}
 
 
@@ -93,8 +112,8 @@ def _retrieval(head, joint, fusion_data, image_idx, text_idx, seed: int) -> tupl
     txt_groups = fusion_data.text_product[text_idx]
     if joint is not None:
         img, txt = _normalise(joint[0][image_idx]), _normalise(joint[1][text_idx])
-        t2i = retrieval_metrics_from_embeddings(txt, img, txt_groups, img_groups, ks=KS)
-        i2t = retrieval_metrics_from_embeddings(img, txt, img_groups, txt_groups, ks=KS)
+        t2i = retrieval_metrics_from_embeddings(txt, img, txt_groups, img_groups, ks=KS, ties=TIES, top_k=TOP_K)
+        i2t = retrieval_metrics_from_embeddings(img, txt, img_groups, txt_groups, ks=KS, ties=TIES, top_k=TOP_K)
         method = "cosine in the joint space over the full test gallery"
         keep = np.random.default_rng(seed).permutation(len(text_idx))[:CURVE_QUERIES]
         curve = (txt[keep] @ img.T, text_idx[keep], image_idx)
@@ -112,16 +131,17 @@ def _retrieval(head, joint, fusion_data, image_idx, text_idx, seed: int) -> tupl
         else:
             method = "pair scorer, exhaustively scored over the full test gallery"
         scores = head.score_matrix(fusion_data, image_idx, text_idx)
-        t2i = retrieval_metrics(scores, txt_groups, img_groups, ks=KS)
-        i2t = retrieval_metrics(scores.T, img_groups, txt_groups, ks=KS)
+        t2i = retrieval_metrics(scores, txt_groups, img_groups, ks=KS, ties=TIES, top_k=TOP_K)
+        i2t = retrieval_metrics(scores.T, img_groups, txt_groups, ks=KS, ties=TIES, top_k=TOP_K)
         keep = np.random.default_rng(seed).permutation(len(text_idx))[:CURVE_QUERIES]
         curve = (scores[keep], text_idx[keep], image_idx)
     out = {}
-    for direction, result, ids in (("t2i", t2i, text_idx), ("i2t", i2t, image_idx)):
+    for direction, result, ids, gallery_ids in (("t2i", t2i, text_idx, image_idx), ("i2t", i2t, image_idx, text_idx)):
         frame = {k: np.asarray(v, dtype=float) for k, v in result.per_query.items()}
         frame["item_idx"] = np.asarray(ids)
         frame["group"] = (txt_groups if direction == "t2i" else img_groups).astype(str)
-        out[direction] = {"per_query": frame, "ties": result.ties,
+        top = {"k": TOP_K, "item_idx": np.asarray(gallery_ids)[result.top_k_index], "score": result.top_k_score}
+        out[direction] = {"per_query": frame, "ties": result.ties, "top_k": top,
                           "n_without_positive": result.n_queries_without_positive}
     return out, method, curve
 
@@ -152,6 +172,8 @@ def _zeroshot(head, fusion_data, data, image_idx, encoder, device) -> dict | Non
     truth = np.array([categories.index(category_of[p]) if category_of.get(p) in categories else -1
                       for p in fusion_data.image_product[image_idx]])
     keep = truth >= 0
+    if not keep.any():
+        return None
     for lang, template in ZEROSHOT_TEMPLATES.items():
         prompts = [template.format((words[c].get(lang) or [c])[0]) for c in categories]
         vecs = encoder.encode(prompts, device=device)
@@ -164,10 +186,10 @@ def _zeroshot(head, fusion_data, data, image_idx, encoder, device) -> dict | Non
             image_category=fusion_data.image_category[image_idx],
         )
         scores = head.score_matrix(prompt_data, np.arange(len(image_idx)), np.arange(len(categories))).T
-        rank_of_truth = (scores > scores[np.arange(len(truth)), np.maximum(truth, 0)][:, None]).sum(axis=1) + 1
-        results[lang] = {"rank": rank_of_truth[keep].tolist(), "truth": truth[keep].tolist(),
-                         "prompts": prompts}
-    return {"categories": categories, "by_language": results}
+        results[lang] = {"rank": zeroshot_ranks(scores[keep], truth[keep], ties=TIES).tolist(),
+                         "truth": truth[keep].tolist(), "prompts": prompts,
+                         "group": fusion_data.image_product[image_idx][keep].astype(str).tolist()}
+    return {"categories": categories, "ties": TIES, "by_language": results}
 
 
 def evaluate_run(run_id: str, *, db, data, fusion_data, head, config: RunConfig, text_encoder, device) -> None:
@@ -269,11 +291,14 @@ def apply_thresholds(frame: pd.DataFrame, global_t: float, per_category: dict[st
 
 
 def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = None, seed: int | None = None,
-                    exclude_label_errors: bool = False, n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
+                    exclude_label_errors: bool = False, n_resamples: int = N_RESAMPLES,
+                    calibration: str | None = None) -> pd.DataFrame:
     """(Re)compute every metric of a run from its stored per-item results; store and return them (long format).
 
-    Thresholds are chosen on val and applied to test. CIs: percentile bootstrap resampling products, seeded with
-    the run's seed unless ``seed`` is given.
+    Thresholds and the score → probability calibrator (``calibration``: "platt" or "isotonic", else the
+    config's ``threshold.calibration``, default "platt") are fitted on val and applied to test; ECE, Brier, log
+    loss and the reliability diagram are measured on the calibrated test probabilities. CIs: percentile
+    bootstrap resampling products, seeded with the run's seed unless ``seed`` is given; slice metrics too.
     """
     with store.connect(db) as con:
         run = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -294,6 +319,10 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
     if val["label"].nunique() < 2 or test["label"].nunique() < 2:
         raise ValueError("Both val and test splits need positive and negative pairs to compute pair metrics.")
     global_t, per_category = _thresholds(val, options)
+    method = calibration or options.get("calibration", "platt")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration={method!r} is not supported; allowed: {list(CALIBRATION_METHODS)}")
+    calibrator = fit_calibrator(val["label"].to_numpy(), val["score"].to_numpy(), method=method)
     t_test = apply_thresholds(test, global_t, per_category)
     y, s = test["label"].to_numpy(), test["score"].to_numpy()
     groups = test["product_id"].astype(str).to_numpy()
@@ -311,10 +340,14 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
     point = pair_metrics(y, shifted, threshold=0.0)
     point.update({k: v for k, v in pair_metrics(y, s, threshold=global_t).items() if k in ("roc_auc", "pr_auc")})
     for name, value in point.items():
+        if name in ("brier", "log_loss"):
+            continue  # probability metrics are measured on the calibrated probabilities, below
         low, high = cis[name][1:] if name in cis else (None, None)
         add(f"pair/{name}", value, low, high, n=len(y))
-    if (s >= 0).all() and (s <= 1).all():
-        add("pair/ece", expected_calibration_error(y, s), n=len(y))
+    probs = calibrator.predict(s)
+    for name, (value, low, high) in bootstrap_calibration_metrics(
+            y, probs, groups=groups, n_bins=CALIBRATION_BINS, n_resamples=n_resamples, seed=seed).items():
+        add(f"pair/{name}", value, low, high, n=len(y))
     add("pair/threshold", global_t, n=len(val))
 
     for name, values in attributes.groupby("name"):  # imported metadata (attr.* columns) as slices
@@ -322,17 +355,19 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
                                                                               strict=True)))})
     slice_columns = ["category", "pair_kind", "language", "swapped_attribute",
                      *(f"attr.{n}" for n in sorted(attributes["name"].unique()))]
+    counts = [{"slice_kind": "all", "slice_value": "all", "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum())}]
     for kind in slice_columns:
         for value, group in test.groupby(kind, dropna=True):
             if kind in ("pair_kind", "swapped_attribute") and value != "positive":
                 group = pd.concat([test[test["label"] == 1], group])  # positives vs this kind of negative
             yy, ss = group["label"].to_numpy(), group["score"].to_numpy() - apply_thresholds(group, global_t,
                                                                                              per_category)
-            m = pair_metrics(yy, ss, threshold=0.0) if len(np.unique(yy)) == 2 else {
-                "accuracy": float(((ss >= 0) == yy).mean())}
-            for name in SLICE_METRICS:
-                if name in m:
-                    add(f"pair/{name}", m[name], kind=kind, slice_value=value, n=len(group))
+            n_pos = int(yy.sum())
+            counts.append({"slice_kind": kind, "slice_value": str(value), "n_pos": n_pos, "n_neg": len(yy) - n_pos})
+            boot = bootstrap_pair_metrics(yy, ss, threshold=0.0, groups=group["product_id"].astype(str).to_numpy(),
+                                          n_resamples=n_resamples, seed=seed)
+            for name in SLICE_METRICS if 0 < n_pos < len(yy) else ("accuracy",):  # one class: accuracy only
+                add(f"pair/{name}", *boot[name], kind=kind, slice_value=value, n=len(group))
 
     for direction in ("t2i", "i2t"):
         payload = json.loads(artifacts[f"retrieval/{direction}"]) if f"retrieval/{direction}" in artifacts else None
@@ -357,14 +392,15 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
     if "zeroshot" in artifacts:
         zs = json.loads(artifacts["zeroshot"])
         for lang, res in zs["by_language"].items():
-            rank, truth = np.asarray(res["rank"]), np.asarray(res["truth"])
+            rank, truth = np.asarray(res["rank"], dtype=float), np.asarray(res["truth"], dtype=np.int64)
             kind, value = ("all", "all") if lang == "en" else ("language", lang)
             for k in (1, 5):
-                v, lo, hi = bootstrap_ci(np.mean, ((rank <= k).astype(float),), n_resamples=n_resamples, seed=seed)
+                v, lo, hi = bootstrap_ci(lambda r, t, k=k: zeroshot_metrics_from_ranks(r, t, ks=(k,))[f"acc@{k}"],
+                                         (rank, truth), groups=res.get("group"), n_resamples=n_resamples, seed=seed)
                 add(f"zeroshot/acc@{k}", v, lo, hi, kind=kind, slice_value=value, n=len(rank))
-            per_class = [np.mean(rank[truth == c] == 1) for c in np.unique(truth)]
-            add("zeroshot/mean_per_class_recall", float(np.mean(per_class)), kind=kind, slice_value=value,
-                n=len(rank))
+            add("zeroshot/mean_per_class_recall",
+                zeroshot_metrics_from_ranks(rank, truth, ks=(1,))["mean_per_class_recall"], kind=kind,
+                slice_value=value, n=len(rank))
     if "gallery_curves" in artifacts:
         for mode, rows_by_size in json.loads(artifacts["gallery_curves"]).items():
             for size, row in rows_by_size.items():
@@ -379,10 +415,18 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
                                         "n"])
     curves = {
         "roc": roc_curve_points(y, s), "pr": pr_curve_points(y, s),
-        "reliability": reliability_curve(y, s) if ((s >= 0) & (s <= 1)).all() else None,
+        "reliability": reliability_curve(y, probs, n_bins=CALIBRATION_BINS),
+        "calibration": {**calibrator.to_dict(), "fitted_on": "val", "n_val": len(val),
+                        "n_val_positives": int(val["label"].sum())},
         "threshold": global_t, "per_category_thresholds": per_category, "threshold_options": options,
-        "policies": {**PAIR_POLICIES, **RETRIEVAL_POLICIES,
+        "policies": {**PAIR_POLICIES, **RETRIEVAL_POLICIES, **ZEROSHOT_POLICIES,
                      "bootstrap": f"{n_resamples} percentile-bootstrap resamples of products, seed {seed}",
+                     "calibration": f"{method} calibrator fitted on the {len(val)} val pairs maps scores to match "
+                     f"probabilities; pair/ece ({CALIBRATION_BINS} equal-width bins), pair/brier, pair/log_loss and "
+                     "the reliability diagram are measured on test",
+                     "slices": "slice metrics carry their positives and negatives (n_pos, n_neg) and product-"
+                     f"bootstrap CIs; fewer than {MIN_SLICE_POSITIVES} positives or {MIN_SLICE_NEGATIVES} negatives "
+                     "is flagged 'too few pairs' (greyed, never ranked among the worst)",
                      "label_errors": f"{n_excluded} pairs marked as label errors excluded" if exclude_label_errors
                      else "pairs marked as label errors are included"},
         "computed_at": datetime.now().isoformat(timespec="seconds"),
@@ -391,6 +435,7 @@ def compute_metrics(run_id: str, *, db=None, threshold_options: dict | None = No
         con.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
         store.insert_frame(con, "metrics", frame)
         _put_artifact(con, run_id, "curves", curves)
+        _put_artifact(con, run_id, "slice_counts", {"rows": counts})
     with store.connect(db) as con:  # outside the transaction: the run's heartbeat may update the same row
         store.execute_retrying(con, "UPDATE runs SET threshold = ? WHERE run_id = ?", [global_t, run_id])
     return frame
@@ -404,14 +449,37 @@ def _f(value) -> float | None:
 
 
 def load_metrics(run_id: str, *, db=None, slices: bool = False) -> pd.DataFrame:
-    """A run's metrics: headline (slice 'all') by default, or every slice."""
+    """A run's metrics: headline (slice 'all') by default, or every slice.
+
+    Columns: name, slice_kind, slice_value, value, ci_low, ci_high, n (pairs), and for pair metrics n_pos and
+    n_neg (test positives and negatives behind the value; <NA> for other families and for runs computed before
+    counts were stored) and too_few (fewer than ``MIN_SLICE_POSITIVES`` positives or ``MIN_SLICE_NEGATIVES``
+    negatives).
+    """
     with store.connect(db) as con:
         if not con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]:
             raise KeyError(f"Run {run_id!r} not found. See `python -m workbench runs`.")
         sql = "SELECT name, slice_kind, slice_value, value, ci_low, ci_high, n FROM metrics WHERE run_id = ?"
         if not slices:
             sql += " AND slice_kind = 'all'"
-        return store.query_frame(con, sql + " ORDER BY slice_kind, slice_value, name", [run_id])
+        frame = store.query_frame(con, sql + " ORDER BY slice_kind, slice_value, name", [run_id])
+        stored = con.execute("SELECT payload FROM run_artifacts WHERE run_id = ? AND kind = 'slice_counts'",
+                             [run_id]).fetchone()
+    counts = pd.DataFrame(json.loads(stored[0])["rows"] if stored else [],
+                          columns=["slice_kind", "slice_value", "n_pos", "n_neg"])
+    out = frame.merge(counts.astype({"n_pos": "Int64", "n_neg": "Int64"}), on=["slice_kind", "slice_value"],
+                      how="left")
+    is_pair = out["name"].str.startswith("pair/") & (out["name"] != "pair/threshold")
+    out.loc[~is_pair, ["n_pos", "n_neg"]] = pd.NA
+    small = (out["n_pos"] < MIN_SLICE_POSITIVES) | (out["n_neg"] < MIN_SLICE_NEGATIVES)
+    out["too_few"] = small.fillna(False).astype(bool)
+    return out
+
+
+def load_calibrator(run_id: str, *, db=None) -> Calibrator | None:
+    """The run's val-fitted score → probability calibrator (None for metrics computed before calibration)."""
+    stored = (get_artifact(run_id, "curves", db=db) or {}).get("calibration")
+    return calibrator_from_dict(stored) if stored else None
 
 
 # ------------------------------------------------------------------------------------------------- compare
@@ -422,12 +490,30 @@ def _test_frame(con, run_id: str) -> pd.DataFrame:
     return scored_pairs(con, run_id).query("split == 'test'").set_index("pair_id")
 
 
+def _pair_clusters(con, eval_set: str, product_ids: pd.Series) -> np.ndarray:
+    """Cluster of every pair for the paired tests: the content group of its image's product.
+
+    Products sharing image bytes or a normalised title (:func:`workbench.data.grouping.content_groups`) are one
+    unit, so reseller copies count once; a product outside every group is its own cluster.
+    """
+    def read(sql: str) -> pd.DataFrame:
+        return store.query_frame(con, sql, [eval_set])
+
+    data = EvalSetData(products=read("SELECT product_id, category FROM products WHERE eval_set = ?"),
+                       images=read("SELECT product_id, sha256 FROM images WHERE eval_set = ?"),
+                       texts=read("SELECT product_id, text FROM texts WHERE eval_set = ?"))
+    ids = product_ids.astype(str)
+    return ids.map(content_groups(data)).fillna(ids).to_numpy()
+
+
 def compare_runs(run_ids: list[str], *, db=None, baseline: str | None = None, n_resamples: int = N_RESAMPLES,
                  seed: int = 0) -> dict:
     """Leaderboard with CIs plus paired tests of each run against the baseline on the same test pairs.
 
-    Paired bootstrap (products resampled) for F1/PR-AUC/accuracy, McNemar for accuracy at each run's own
-    val-chosen threshold, DeLong for ROC-AUC; p-values Holm-corrected across the runs compared to the baseline.
+    The unit of every test is the content group of the image's product (``n_clusters`` of them; pairs of one
+    product are correlated): paired bootstrap resampling those clusters for F1/PR-AUC, clustered McNemar
+    (Durkalski et al. 2003) for accuracy at each run's own val-chosen threshold, clustered DeLong (Obuchowski
+    1997) for ROC-AUC; p-values Holm-corrected across the runs compared to the baseline.
     """
     if len(run_ids) < 1:
         raise ValueError("compare needs at least one run id")
@@ -445,6 +531,8 @@ def compare_runs(run_ids: list[str], *, db=None, baseline: str | None = None, n_
             raise ValueError(f"Runs are on different eval sets {sorted(info['eval_set'].unique())}; "
                              "paired comparison needs the same pairs.")
         frames = {r: _test_frame(con, r) for r in run_ids}
+        clusters = _pair_clusters(con, str(info["eval_set"].iloc[0]), frames[baseline]["product_id"])
+    n_clusters = int(np.unique(clusters).shape[0])
     metrics = {r: load_metrics(r, db=db).set_index("name") for r in run_ids}
     names = [n for n in _leaderboard_names() if all(n in metrics[r].index for r in run_ids)]
     table = []
@@ -463,18 +551,17 @@ def compare_runs(run_ids: list[str], *, db=None, baseline: str | None = None, n_
         other = frames[r].reindex(base.index)
         y = base["label"].to_numpy()
         sa, sb = other["score"].to_numpy(), base["score"].to_numpy()
-        groups = base["product_id"].astype(str).to_numpy()
         ta, tb = float(info.at[r, "threshold"]), float(info.at[baseline, "threshold"])
         correct_a, correct_b = (sa >= ta) == y, (sb >= tb) == y
         entry = {"run_id": r, "baseline": baseline}
         for name, fn in (("pair/f1", lambda yy, ss, t: pair_metrics(yy, ss, threshold=t)["f1"]),
                          ("pair/pr_auc", lambda yy, ss, t: pair_metrics(yy, ss, threshold=t)["pr_auc"])):
-            boot = paired_bootstrap(lambda yy, ss, f=fn: f(yy, ss, 0.0), y, sa - ta, sb - tb, groups=groups,
+            boot = paired_bootstrap(lambda yy, ss, f=fn: f(yy, ss, 0.0), y, sa - ta, sb - tb, groups=clusters,
                                     n_resamples=n_resamples, seed=seed)
-            entry[name] = {"test": "paired bootstrap", **boot}
-        mc = mcnemar(correct_a, correct_b)
+            entry[name] = {"test": "paired bootstrap", **boot, "n_clusters": n_clusters}
+        mc = mcnemar(correct_a, correct_b, groups=clusters)
         entry["pair/accuracy"] = {"test": "McNemar", "delta": float(correct_a.mean() - correct_b.mean()), **mc}
-        dl = delong_test(y, sa, sb)
+        dl = delong_test(y, sa, sb, groups=clusters)
         entry["pair/roc_auc"] = {"test": "DeLong", **dl}
         tests.append(entry)
     for name in ("pair/f1", "pair/pr_auc", "pair/accuracy", "pair/roc_auc"):
@@ -483,7 +570,8 @@ def compare_runs(run_ids: list[str], *, db=None, baseline: str | None = None, n_
             for t, p in zip(tests, adjusted, strict=True):
                 t[name]["p_holm"] = float(p)
     flips = _flips(frames, info, baseline)
-    return {"baseline": baseline, "metrics": names, "table": table, "tests": tests, "flips": flips}
+    return {"baseline": baseline, "metrics": names, "table": table, "tests": tests, "flips": flips,
+            "n_clusters": n_clusters, "n_test_pairs": int(clusters.shape[0])}
 
 
 def _flips(frames: dict, info: pd.DataFrame, baseline: str) -> dict:
@@ -502,8 +590,5 @@ def _flips(frames: dict, info: pd.DataFrame, baseline: str) -> dict:
 
 
 def _leaderboard_names() -> list[str]:
-    names = [f"pair/{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")]
-    for d in ("t2i", "i2t"):
-        names += [f"{d}/success@{k}" for k in KS] + [f"{d}/recall@{k}" for k in KS] + [f"{d}/mrr", f"{d}/ndcg@10"]
-    return names + ["zeroshot/acc@1"]
+    return list(HEADLINE_METRICS)  # the registry's leaderboard view
 

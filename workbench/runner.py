@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench import store
+from workbench import security, store
 from workbench.config import RunConfig, config_from_dict
 from workbench.data.evalsets import ensure_demo_eval_set, load_eval_set, parse_demo_name
 from workbench.data.model import SPLITS, EvalSetData
@@ -237,22 +237,64 @@ def _encoder_cache_key(encoder, config: RunConfig, train_hashes: list[str]) -> s
     return hashlib.sha256(f"{base}|{_hash_strings(sorted(train_hashes))}|{config.seed}".encode()).hexdigest()
 
 
-# ----------------------------------------------------------------------------------------------------------- run
-def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality: str, device: torch.device,
-                 tokens: bool, backend: str = "local", ray_address: str | None = None, actor_device: str = "auto",
-                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict, object]:
+# ------------------------------------------------------------------------------------- encoders and head (shared)
+def create_side_encoder(config: RunConfig, modality: str):
+    """A fresh (unfitted) encoder of one side of ``config``."""
     spec = dict(config.image_encoder if modality == "image" else config.text_encoder)
-    encoder = create_encoder(spec.pop("type"), **spec)
+    return create_encoder(spec.pop("type"), **spec)
+
+
+def side_items(data: EvalSetData, modality: str) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """One side's item frame, its sources (image paths or texts) and which items occur in train pairs."""
     frame = data.images if modality == "image" else data.texts
     sources = frame["path"] if modality == "image" else frame["text"]
     pair_split = data.pairs.groupby("image_id" if modality == "image" else "text_id")["split"].first()
     in_train = frame[frame.columns[0]].map(pair_split).eq("train").to_numpy()
-    train_hashes = list(frame["sha256"][in_train])
-    cache_key = _encoder_cache_key(encoder, config, train_hashes)
-    n_unique = frame["sha256"].nunique()
+    return frame, sources, in_train
+
+
+def side_cache_keys(db, encoder, config: RunConfig, data: EvalSetData, modality: str,
+                    tokens: bool) -> tuple[str, str]:
+    """The encoder's fingerprint in the cache and the key its vectors (and tokens) are read from."""
+    frame, _, in_train = side_items(data, modality)
+    cache_key = _encoder_cache_key(encoder, config, list(frame["sha256"][in_train]))
     key = cache_key + ("/tokens" if tokens else "")
-    if not tokens and len(cached_hashes(ctx.db, cache_key + "/tokens", list(frame["sha256"]))) == n_unique:
+    if not tokens and len(cached_hashes(db, cache_key + "/tokens", list(frame["sha256"]))) == frame["sha256"].nunique():
         key = cache_key + "/tokens"  # an earlier token-level run stored the pooled vectors too
+    return cache_key, key
+
+
+def fit_side_encoder(encoder, config: RunConfig, data: EvalSetData, modality: str, device: torch.device,
+                     progress: Callable[[float, str], None] | None = None) -> None:
+    """Fit a trainable encoder on the train split's items (deterministic for the config's seed)."""
+    frame, sources, in_train = side_items(data, modality)
+    items = load_items(modality, list(sources[in_train]), decode_side(encoder))
+    targets = fit_targets(data, modality, frame["product_id"][in_train])
+    encoder.fit(items, targets=targets, seed=config.seed, device=device, progress=progress)
+
+
+def create_run_head(config: RunConfig):
+    """A fresh (unfitted) fusion head of ``config``."""
+    head_spec = dict(config.fusion)
+    return create_fusion_head(head_spec.pop("type"), **head_spec)
+
+
+def fit_run_head(head, config: RunConfig, data: EvalSetData, fusion_data: FusionData, device: torch.device,
+                 progress=None) -> dict:
+    """Train the head on the train pairs (early-stopped on val) from a freshly seeded RNG; returns its curves."""
+    splits = pair_sets(data)
+    _seed_everything(config.seed)
+    return head.fit(fusion_data, splits["train"], splits["val"], seed=config.seed, device=device, progress=progress)
+
+
+# ----------------------------------------------------------------------------------------------------------- run
+def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality: str, device: torch.device,
+                 tokens: bool, backend: str = "local", ray_address: str | None = None, actor_device: str = "auto",
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict, object]:
+    encoder = create_side_encoder(config, modality)
+    frame, sources, in_train = side_items(data, modality)
+    cache_key, key = side_cache_keys(ctx.db, encoder, config, data, modality, tokens)
+    n_unique = frame["sha256"].nunique()
     info: dict = {"encoder": encoder.name, "cache_key": key}
 
     fit_seconds = 0.0
@@ -260,9 +302,7 @@ def _encode_side(ctx: RunContext, config: RunConfig, data: EvalSetData, modality
         ctx.enter("fit_encoders")
         ctx.log(f"fitting {encoder.name} on {int(in_train.sum())} train {modality}s")
         start = time.perf_counter()
-        items = load_items(modality, list(sources[in_train]), decode_side(encoder))
-        targets = fit_targets(data, modality, frame["product_id"][in_train])
-        encoder.fit(items, targets=targets, seed=config.seed, device=device, progress=ctx.fraction_progress)
+        fit_side_encoder(encoder, config, data, modality, device, ctx.fraction_progress)
         fit_seconds = time.perf_counter() - start
     ctx.enter("encode_images" if modality == "image" else "encode_texts")
     if backend == "ray":  # encoding on a Ray actor pool; the fitted encoder travels to the actors
@@ -366,8 +406,7 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
                                    [eval_hash, json.dumps(environment(torch_device)), torch_device.type, run_id])
         ctx.log(f"eval set {record['eval_set']}: {len(data.images)} images, {len(data.texts)} texts, "
                 f"{len(data.pairs)} pairs; device {torch_device}")
-        head_spec = dict(config.fusion)
-        head = create_fusion_head(head_spec.pop("type"), **head_spec)
+        head = create_run_head(config)
         tokens = head.uses_tokens
         # Ray actors pick their own device from the cluster's resources unless the user asked for the CPU.
         where = {"backend": backend, "ray_address": ray_address, "actor_device": "cpu" if device == "cpu" else "auto"}
@@ -380,9 +419,8 @@ def execute_run(run_id: str, *, db=None, device: str = "auto", callback: Progres
         fusion_data = build_fusion_data(data, image_side, text_side)
         splits = pair_sets(data)
         start = time.perf_counter()
-        _seed_everything(config.seed)
-        curves = head.fit(fusion_data, splits["train"], splits["val"], seed=config.seed, device=torch_device,
-                          progress=lambda epoch, total, info=None: ctx.report(epoch, total, **(info or {})))
+        curves = fit_run_head(head, config, data, fusion_data, torch_device,
+                              progress=lambda epoch, total, info=None: ctx.report(epoch, total, **(info or {})))
         timings["train_s"] = round(time.perf_counter() - start, 3)
         ctx.log(f"trained {head.name} in {timings['train_s']} s")
 
@@ -444,7 +482,12 @@ _threads: dict[str, threading.Thread] = {}
 
 
 def start_background_run(config: RunConfig, eval_set: str, *, db=None, device: str = "auto") -> str:
-    """Start a run in a daemon thread of this process (the app's server); it outlives page switches/refreshes."""
+    """Start a run in a daemon thread of this process (the app's server); it outlives page switches/refreshes.
+
+    The app's entry point, so a config that runs outside code is refused unless the server opted in
+    (:func:`workbench.security.check_app_run_config`).
+    """
+    security.check_app_run_config(config)
     run_id = create_run(config, eval_set, db=db, device=device)
     thread = threading.Thread(target=execute_run, args=(run_id,), kwargs={"db": db, "device": device},
                               name=f"run-{run_id}", daemon=True)
@@ -455,7 +498,10 @@ def start_background_run(config: RunConfig, eval_set: str, *, db=None, device: s
 
 def start_background_batch(configs: list[RunConfig], eval_sets: list[str], *, db=None,
                            device: str = "auto") -> list[str]:
-    """Queue a grid (configs × eval sets) and run it sequentially in one background thread."""
+    """Queue a grid (configs × eval sets) and run it sequentially in one background thread (the app's entry
+    point: refuses, before queueing anything, a config that runs outside code unless the server opted in)."""
+    for config in configs:
+        security.check_app_run_config(config)
     run_ids = [create_run(c, e, db=db, device=device) for e in eval_sets for c in configs]
 
     def work() -> None:

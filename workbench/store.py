@@ -97,6 +97,25 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, params_key, modality, item_id)
     );
     """,
+    # v3: how an eval set's pairs were made (negatives, discarded candidates, leakage between splits)
+    """
+    ALTER TABLE eval_sets ADD COLUMN audit JSON;
+    """,
+    # v4: the value an attribute-swap negative replaced and the value it put in
+    """
+    ALTER TABLE pairs ADD COLUMN swap_from VARCHAR;
+    ALTER TABLE pairs ADD COLUMN swap_to VARCHAR;
+    """,
+    # v5: robustness suites: a run's test-pair metrics under each perturbation and severity, against the clean run
+    """
+    CREATE TABLE robustness (
+        run_id VARCHAR NOT NULL, perturbation VARCHAR NOT NULL, modality VARCHAR NOT NULL, severity INTEGER NOT NULL,
+        seed INTEGER NOT NULL, metric VARCHAR NOT NULL, value DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
+        clean_value DOUBLE, clean_ci_low DOUBLE, clean_ci_high DOUBLE, drop DOUBLE, drop_ci_low DOUBLE,
+        drop_ci_high DOUBLE, n INTEGER, n_items INTEGER, n_changed INTEGER, computed_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (run_id, perturbation, severity, seed, metric)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

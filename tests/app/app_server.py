@@ -14,9 +14,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium by default; machines without apt point WORKBENCH_CHROMIUM at any Chromium/Chrome binary.
+CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+
+
+def require_chromium() -> None:
+    """Fail (never skip) with the one command that fixes a missing browser."""
+    assert Path(CHROMIUM).exists(), (
+        f"browser tests need Chromium at {CHROMIUM}: run `bash .ci/run` (installs chromium and fonts-noto-cjk "
+        "with apt), or set WORKBENCH_CHROMIUM to a Chromium binary"
+    )
 
 
 def free_port() -> int:
@@ -43,7 +52,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> No
 @contextmanager
 def running_app(db: Path, log_path: Path, **env: str) -> Iterator[str]:
     """Start the app on ``db`` (extra environment in ``env``), yield its URL once healthy, then stop it."""
-    assert Path(CHROMIUM).exists(), "browser tests need Debian's chromium: apt-get install chromium fonts-noto-cjk"
+    require_chromium()
     port = free_port()
     environment = {**os.environ, "WORKBENCH_DB": str(db), "HF_HUB_OFFLINE": "1", **env}
     with log_path.open("w") as log:

@@ -12,8 +12,10 @@ COLORS = {"red": (200, 30, 30), "blue": (30, 40, 200), "green": (30, 160, 40), "
 
 
 @pytest.fixture
-def small_csv(tmp_path: Path) -> Path:
-    """A labelled-free CSV of 8 products with real PNGs, plus row 9 pointing at a missing image."""
+def small_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A labelled-free CSV of 8 products with real PNGs, plus row 9 pointing at a missing image; its folder is a
+    data root of the app."""
+    monkeypatch.setenv("WORKBENCH_DATA_ROOTS", str(tmp_path))
     folder = tmp_path / "shop"
     (folder / "img").mkdir(parents=True)
     lines = ["image_path,title,sku,category"]
@@ -90,14 +92,22 @@ def test_upload_validate_with_image_root_and_charts(app_db, small_csv, open_page
     at = open_page("pages/1_Eval_sets.py")
     at.run()
     at.radio(key="evalsets_view").set_value("Import").run()
+    uploads = app_db.path.parent / "uploads"
+    before = set(uploads.iterdir()) if uploads.is_dir() else set()
     at.file_uploader(key="evalsets_upload").upload("upload.csv", absolute.encode("utf-8"), "text/csv").run()
     assert not at.exception, [e.value for e in at.exception]
-    saved = list((app_db.path.parent / "uploads").rglob("upload.csv"))
+    saved = set(uploads.iterdir()) - before  # one private copy under a random name, written once across reruns
     assert len(saved) == 1
+    stored = saved.pop()
+    assert stored.suffix == ".csv" and "upload" not in stored.name
+    assert stored.read_text(encoding="utf-8") == absolute
+    assert uploads.stat().st_mode & 0o777 == 0o700 and stored.stat().st_mode & 0o777 == 0o600
+    assert by_label(at.text_input, "Eval set name").value == "upload"  # the user's file name, not the random one
     at.text_input(key="evalsets_image_root").input(str(small_csv.parent))
     by_label(at.button, "Validate").click().run()
     assert "1 with errors" in " ".join(w.value for w in at.warning)
     assert at.dataframe[-1].value["code"].tolist() == ["missing_file"]
+    assert set(uploads.iterdir()) - before == {stored}  # reruns reuse the stored copy
 
     at.radio(key="evalsets_view").set_value("Charts").run()
     at.selectbox(key="evalsets_choice").set_value("tiny").run()

@@ -46,3 +46,32 @@ def test_retrieval_failures_section(app_env):
     at.radio(key="mismatch_direction").set_value("i2t").run()
     assert not at.exception
     assert any("rank of the true item" in c.value for c in at.caption)
+
+
+def test_likely_label_errors_list_and_one_click_marking(app_env):
+    from workbench import analysis
+    from workbench.label_errors import label_error_candidates
+
+    at = AppTest.from_file(str(PAGE), default_timeout=90).run()
+    at.selectbox(key="mismatch_run").set_value(app_env.kwc_run).run()
+    at.multiselect(key="mismatch_le_runs").set_value([app_env.kw_run]).run()
+    at.selectbox(key="mismatch_le_split").set_value("test").run()
+    assert not [b for b in at.button if b.key and b.key.startswith("mismatch_le_mark_")]  # behind the toggle
+    at.toggle(key="mismatch_le_show").set_value(True).run()
+    assert not at.exception
+    expected = label_error_candidates([app_env.kwc_run, app_env.kw_run], db=app_env.path, top=12, split="test")
+    marks = [b.key for b in at.button if b.key and b.key.startswith("mismatch_le_mark_")]
+    assert sorted(marks) == sorted(f"mismatch_le_mark_{p}" for p in expected["pair_id"])  # cards fill 4 columns
+    ranked = {c.value.split(" · ")[0]: c.value for c in at.caption if " · score " in c.value}
+    assert sorted(ranked) == sorted(f"rank {r}" for r in range(1, 13))
+    assert ranked["rank 1"].startswith(f"rank 1 · score **{expected['score'].iloc[0]:.3f}**")
+    assert any(c.value.startswith("neighbourhood ") for c in at.caption)
+
+    first = expected["pair_id"].iloc[0]
+    at.button(key=f"mismatch_le_mark_{first}").click().run()
+    assert not at.exception
+    assert analysis.list_label_errors(app_env.eval_set, db=app_env.path)["pair_id"].tolist() == [first]
+    assert any(first in s.value for s in at.success)
+    at.button(key=f"mismatch_le_unmark_{first}").click().run()
+    assert analysis.list_label_errors(app_env.eval_set, db=app_env.path).empty
+    assert at.button(key=f"mismatch_le_mark_{first}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,10 +70,26 @@ def text_as_jpg(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def huge_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """9000×9000 1-bit PNG (81 megapixels): a few KB on disk, cheap to write."""
-    path = tmp_path_factory.mktemp("huge") / "huge.png"
-    Image.new("1", (9000, 9000), 1).save(path)
+def huge_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """11000×8600 JPEG (94.6 megapixels, like a real phone photo; above Pillow's warning level, under its
+    refusal level): one colour at low quality, 1.5 MB on disk and written in under a second."""
+    path = tmp_path_factory.mktemp("huge") / "huge.jpg"
+    Image.new("RGB", (11000, 8600), (200, 120, 40)).save(path, quality=10)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bomb_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PNG whose header claims 100000×100000 pixels (10 gigapixels) over a few bytes of data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    )
     return path
 
 

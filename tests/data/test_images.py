@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ from PIL import Image, ImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 
 from workbench.data.images import (
-    MAX_PIXELS,
+    LARGE_DECODE_PIXELS,
     ImageCache,
     ImageError,
     load_image,
@@ -31,7 +32,7 @@ def _error_code(path: Path, **kwargs: int) -> ImageError:
 
 @pytest.fixture
 def count_loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Records the size of every image whose pixel data Pillow actually decodes."""
+    """Records the size of every image whose pixel data Pillow actually decodes (after any JPEG draft)."""
     sizes: list[tuple[int, int]] = []
     original = ImageFile.ImageFile.load
 
@@ -112,11 +113,36 @@ def test_truncated_jpeg(truncated_jpeg: Path) -> None:
         probe_image(truncated_jpeg)
 
 
-def test_too_large_is_refused_from_the_header(huge_png: Path, count_loads: list) -> None:
-    err = _error_code(huge_png)
+def test_huge_jpeg_under_pillows_limit_is_decoded_at_reduced_size(huge_jpeg: Path, count_loads: list) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # accepted, not merely tolerated
+        info = probe_image(huge_jpeg)
+        im = load_image(huge_jpeg, max_side=256)
+    assert (info.width, info.height, info.format) == (11000, 8600, "JPEG")
+    assert info.width * info.height > Image.MAX_IMAGE_PIXELS  # above Pillow's warning level
+    assert im.mode == "RGB" and im.size == (256, 200)
+    # Drafted to 1/8 before anything was decoded: 1.5 megapixels in memory instead of 94.6.
+    assert count_loads == [(1375, 1075), (1375, 1075)]
+
+
+def test_bomb_is_refused_from_the_header(bomb_png: Path, count_loads: list) -> None:
+    err = _error_code(bomb_png)
     assert err.code == "too_large"
-    assert "9000×9000 = 81.0 megapixels > limit 64.0" in str(err)
+    limit = 2 * Image.MAX_IMAGE_PIXELS / 1e6
+    assert f"100000×100000 = 10000.0 megapixels > limit {limit:.1f} (Pillow's decompression-bomb limit" in str(err)
+    with pytest.raises(ImageError, match="too large"):
+        probe_image(bomb_png)
     assert count_loads == []  # refused before any pixel was decoded
+
+
+def test_the_default_limit_follows_pillows_setting(
+    huge_jpeg: Path, monkeypatch: pytest.MonkeyPatch, count_loads: list
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000_000)  # refusal level 80 megapixels
+    err = _error_code(huge_jpeg)
+    assert err.code == "too_large" and "11000×8600 = 94.6 megapixels > limit 80.0" in str(err)
+    assert count_loads == []
+    assert Image.MAX_IMAGE_PIXELS == 40_000_000
 
 
 def test_max_pixels_is_configurable(make_image: MakeImage) -> None:
@@ -133,6 +159,31 @@ def test_large_image_is_decoded_once(large_palette_png: Path, count_loads: list)
     assert count_loads == [(6000, 4000)]
 
 
+def test_large_full_decodes_run_one_at_a_time(
+    large_palette_png: Path, make_image: MakeImage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A PNG cannot be decoded at reduced size, so big ones take a process-wide lock: concurrent probes then
+    hold at most one full-size image in memory. Small images and drafted JPEGs never wait for it."""
+    from workbench.data import images
+
+    held: dict[tuple[int, int], bool] = {}
+    original = ImageFile.ImageFile.load
+
+    def load(self: ImageFile.ImageFile) -> object:
+        if self.tile:
+            held[self.size] = images._large_decode_lock.locked()
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    big_jpeg = tmp_path / "big.jpg"
+    Image.new("RGB", (6000, 3000), (90, 30, 10)).save(big_jpeg)  # 18 MP, drafted to 750×375
+    for path in (large_palette_png, make_image("small.png", size=(300, 200)), big_jpeg):
+        load_image(path)
+    assert 6000 * 4000 > LARGE_DECODE_PIXELS > 750 * 375
+    assert held == {(6000, 4000): True, (300, 200): False, (750, 375): False}
+    assert not images._large_decode_lock.locked()
+
+
 def test_pillow_bomb_limit_is_lifted_only_inside_the_call(
     make_image: MakeImage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,9 +191,9 @@ def test_pillow_bomb_limit_is_lifted_only_inside_the_call(
     path = make_image("p.png", size=(100, 100))
     with pytest.raises(Image.DecompressionBombError):
         Image.open(path)
-    assert load_image(path).size == (100, 100)
+    assert _error_code(path).code == "too_large"  # the default limit is Pillow's: 2 × 1,000 pixels
+    assert load_image(path, max_pixels=20_000).size == (100, 100)  # an explicit limit may exceed Pillow's
     assert Image.MAX_IMAGE_PIXELS == 1_000
-    assert MAX_PIXELS == 64_000_000
 
 
 def test_probe_image_reports_original_size_and_hash(make_image: MakeImage) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -41,8 +42,9 @@ def _codes(result: ImportResult) -> dict[int, set[str]]:
     return codes
 
 
-def _image_id(path: Path) -> str:
-    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+def _image_id(path: Path, root: Path) -> str:
+    """Image ids hash the path relative to the image root, so they do not depend on where the files live."""
+    return hashlib.sha256(path.resolve().relative_to(root.resolve()).as_posix().encode()).hexdigest()[:16]
 
 
 # --- registry and mapping -----------------------------------------------------------------------------------
@@ -182,14 +184,14 @@ def test_csv_unlabelled(make_image: MakeImage, tmp_path: Path) -> None:
     assert tuple(data.images.columns) == IMAGE_COLUMNS and tuple(data.texts.columns) == TEXT_COLUMNS
     assert tuple(data.products.columns) == PRODUCT_COLUMNS
     images = data.images.set_index("image_id")
-    assert images.loc[_image_id(a)].to_dict() == {
+    assert images.loc[_image_id(a, tmp_path)].to_dict() == {
         "product_id": "p1",
         "path": str(a.resolve()),
         "sha256": hashlib.sha256(a.read_bytes()).hexdigest(),
         "width": 64,
         "height": 48,
     }
-    assert images.loc[_image_id(b), "product_id"] == "p2"
+    assert images.loc[_image_id(b, tmp_path), "product_id"] == "p2"
     assert data.products.to_dict("records") == [
         {"product_id": "p1", "category": "mug"},
         {"product_id": "p2", "category": "tshirt"},
@@ -254,7 +256,8 @@ def test_tsv_labelled_pairs(make_image: MakeImage, tmp_path: Path) -> None:
     by_id = texts.set_index("text_id")
     products = [by_id.loc[t, "product_id"] for t in pairs["text_id"]]
     assert products == ["p1", None, "p2", None]  # negatives' texts belong to no product
-    assert pairs["image_id"].tolist() == [_image_id(a), _image_id(a), _image_id(b), _image_id(b)]
+    ids = [_image_id(a, tmp_path), _image_id(b, tmp_path)]
+    assert pairs["image_id"].tolist() == [ids[0], ids[0], ids[1], ids[1]]
     assert len(texts) == 4  # (p1, red mug), (None, blue shirt), (p2, blue shirt), (None, red mug)
     assert (pairs["text_id"].iloc[1], pairs["text_id"].iloc[3]) != (
         pairs["text_id"].iloc[2],
@@ -395,8 +398,11 @@ def test_undecodable_file(tmp_path: Path) -> None:
         b"image,text\n" + np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
     )
     result = read_source(src)
-    [issue] = result.report.issues
-    assert issue.code == "bad_encoding" and "re-save the file as UTF-8" in issue.message
+    warning = result.report.issues[0]
+    assert (warning.row, warning.severity, warning.code) == (0, "warning", "bad_encoding")
+    assert "re-save the file as UTF-8" in warning.message
+    assert {i.severity for i in result.report.issues[1:]} == {"error"}
+    assert "bad_encoding" in {i.code for i in result.report.issues[1:]}
     assert not result.report.ok and result.data.images.empty
 
 
@@ -404,7 +410,12 @@ def test_latin1_is_not_mistaken_for_gb18030(tmp_path: Path) -> None:
     src = _write_csv(
         tmp_path / "fr.csv", [["image", "text"], ["a.jpg", "tasse à café élégante"]], encoding="latin-1"
     )
-    assert [i.code for i in read_source(src).report.issues] == ["bad_encoding"]
+    issues = read_source(src).report.issues
+    assert [(i.row, i.severity, i.code) for i in issues] == [
+        (0, "warning", "bad_encoding"),
+        (1, "error", "bad_encoding"),
+    ]
+    assert "byte 0xE0 is not UTF-8" in issues[1].message
 
 
 # --- validation rules ---------------------------------------------------------------------------------------
@@ -568,6 +579,166 @@ def test_malformed_csv_row(make_image: MakeImage, tmp_path: Path) -> None:
     result = read_source(src)
     assert _codes(result) == {2: {"malformed_row"}, 3: {"empty_text"}}
     assert result.report.n_rows == 3
+
+
+# --- one bad row or field never costs a good one -------------------------------------------------------------
+
+_ODD_BUT_VALID = [
+    "a,b\n1,2\n",
+    'a,b\r\n"x, y","line1\r\nline2"\r\n',
+    'a,b\n"he said ""hi""",5" TV\n',  # doubled quotes inside quotes; a quote inside an unquoted value
+    'a,b\n"abc"def,x\n""a,b\n',  # text after a closing quote is kept, as in the csv module's default mode
+    'a,b\n,\n\n  \n"",""\n',
+    "a,b\rc,d\re,f",  # old Mac line ends, no final line break
+    "a,b,\n1,2,\n",
+    'a,b\n"quoted\nover\nlines",x\n"""",y\n',
+]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_record_splitter_reads_as_the_csv_module_does(delimiter: str) -> None:
+    def non_blank(rows: list[list[str]]) -> list[list[str]]:
+        return [row for row in rows if row not in ([], [""])]
+
+    rng = np.random.default_rng(7)
+    alphabet = ["a", "Z", " ", ",", "\t", '"', '""', "\n", "\r\n", "\r", "红", '5" TV']
+    texts = [text.replace(",", delimiter) for text in _ODD_BUT_VALID]
+    for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_ALL):
+        for terminator in ("\r\n", "\n"):
+            out = io.StringIO(newline="")
+            writer = csv.writer(out, delimiter=delimiter, quoting=quoting, lineterminator=terminator)
+            for _ in range(150):  # rows as wide as the header, as in any table
+                writer.writerow(["".join(rng.choice(alphabet, int(rng.integers(0, 6)))) for _ in range(3)])
+            texts.append(out.getvalue())
+    for text in texts:
+        expected = non_blank(list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)))
+        got = non_blank([values for _, values in importers._split_records(text, delimiter) if values is not None])
+        assert got == expected, text
+
+
+def test_a_field_over_the_limit_costs_only_its_row(make_image: MakeImage, tmp_path: Path) -> None:
+    """The csv module refuses a value over 131,072 characters; reading used to stop there and lose every later row."""
+    for name, seed in (("a.jpg", 0), ("b.jpg", 1), ("c.jpg", 2)):
+        make_image(name, seed=seed)
+    rows = [
+        ["image", "text", "product", "notes"],
+        ["a.jpg", "x" * 200_000 + "\n" + "y" * 10, "p1", ""],  # quoted (line break), over csv's own limit
+        ["b.jpg", "blue cup", "p2", "n" * 150_000],  # an unmapped column is never used: no error
+        ["c.jpg", "m" * 10_001, "p3", ""],
+        ["c.jpg", "green mug", "p3", ""],
+    ]
+    src = _write_csv(tmp_path / "long.csv", rows)
+    with pytest.raises(csv.Error, match="field larger than field limit"):
+        list(csv.reader(io.StringIO(src.read_text(encoding="utf-8"), newline="")))
+    result = read_source(src)
+    assert _codes(result) == {1: {"field_too_long"}, 3: {"field_too_long"}}
+    messages = [issue.message for issue in result.report.issues]
+    assert "'text' is 200,011 characters long; the limit is 10,000" in messages[0]
+    assert "'text' is 10,001 characters long; the limit is 10,000" in messages[1]
+    assert result.report.n_rows == 4 and result.bad_rows == {1, 3}
+    assert sorted(result.data.texts["text"]) == ["blue cup", "green mug"]
+
+
+def test_a_quote_never_closed_costs_only_its_row(make_image: MakeImage, tmp_path: Path) -> None:
+    make_image("a.jpg")
+    make_image("b.jpg", seed=1)
+    src = tmp_path / "q.csv"
+    lines = ["image,text", 'a.jpg,"red mug', "", "b.jpg,blue cup", 'b.jpg,"cup, blue"', 'a.jpg,"red cup', "a.jpg,mug"]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # The csv module reads rows 2 and 3 into the stray quote's value, and the rest of the file into the last one.
+    read_by_csv = list(csv.reader(io.StringIO(src.read_text(), newline="")))
+    assert read_by_csv[1:] == [
+        ["a.jpg", "red mug\n\nb.jpg,blue cup\nb.jpg,cup", ' blue"'],
+        ["a.jpg", "red cup\na.jpg,mug\n"],
+    ]
+    result = read_source(src)
+    assert _codes(result) == {1: {"malformed_row"}, 4: {"malformed_row"}}
+    messages = [issue.message for issue in result.report.issues]
+    assert "line 2: a value opens a quote" in messages[0] and "line 6: a value opens a quote" in messages[1]
+    assert result.report.n_rows == 5
+    assert result.data.texts["text"].tolist() == ["blue cup", "cup, blue", "mug"]
+
+
+@pytest.mark.parametrize(
+    ("header", "code"), [(b'image,"text\na.jpg,mug\n', "unreadable_source"), (b"image,t\xffxt\n", "bad_encoding")]
+)
+def test_an_unreadable_header_is_a_source_error(tmp_path: Path, header: bytes, code: str) -> None:
+    src = tmp_path / "h.csv"
+    src.write_bytes(b"\n" + header)
+    issues = read_source(src).report.issues
+    assert (issues[-1].row, issues[-1].code) == (0, code) and "the header (line 2)" in issues[-1].message
+
+
+def test_bytes_that_are_not_utf8_cost_only_their_row(make_image: MakeImage, tmp_path: Path) -> None:
+    make_image("a.jpg")
+    make_image("b.jpg", seed=1)
+    src = tmp_path / "mixed.csv"
+    src.write_bytes(
+        "图片,标题,备注\na.jpg,红色陶瓷马克杯,\n".encode()
+        + "b.jpg,tasse à café,\n".encode("latin-1")
+        + "b.jpg,蓝色纯棉杯垫,".encode()
+        + "é\n".encode("latin-1")  # in an unmapped column: never used, no error
+    )
+    result = read_source(src)
+    assert _codes(result) == {0: {"bad_encoding"}, 2: {"bad_encoding"}}
+    assert result.report.issues[0].severity == "warning"  # the file: 3 byte(s) are not UTF-8
+    assert "'标题': byte 0xE0 is not UTF-8" in result.report.issues[1].message
+    assert result.data.texts["text"].tolist() == ["红色陶瓷马克杯", "蓝色纯棉杯垫"]
+
+
+def test_jsonl_lines_that_break_the_parser_cost_only_their_line(make_image: MakeImage, tmp_path: Path) -> None:
+    make_image("a.jpg")
+    make_image("b.jpg", seed=1)
+    lines = [
+        json.dumps({"image": "a.jpg", "text": "red mug"}),
+        '{"image": "a.jpg", "text": "mug", "stock": ' + "9" * 5000 + "}",  # over Python's int digit limit
+        "[" * 100_000 + "]" * 100_000,  # deeper than the parser's recursion limit
+        json.dumps({"image": "b.jpg", "text": "x" * 10_001}),
+        json.dumps({"image": "b.jpg", "text": "blue cup"}),
+    ]
+    src = tmp_path / "set.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = read_source(src)
+    assert _codes(result) == {2: {"bad_json"}, 3: {"bad_json"}, 4: {"field_too_long"}}
+    assert result.data.texts["text"].tolist() == ["red mug", "blue cup"]
+
+
+def test_parquet_binary_text_is_decoded_and_bad_bytes_cost_their_row(make_image: MakeImage, tmp_path: Path) -> None:
+    make_image("a.jpg")
+    make_image("b.jpg", seed=1)
+    frame = pd.DataFrame({"image": [b"a.jpg", b"b.jpg"], "text": ["红色马克杯".encode(), b"caf\xe9"]})
+    frame.to_parquet(tmp_path / "binary.parquet")
+    result = read_source(tmp_path / "binary.parquet")
+    assert _codes(result) == {2: {"bad_encoding"}}
+    assert result.data.texts["text"].tolist() == ["红色马克杯"]
+
+
+def test_a_huge_phone_photo_imports(huge_jpeg: Path, tmp_path: Path) -> None:
+    src = _write_csv(tmp_path / "s.csv", [["image", "text"], [huge_jpeg.name, "phone photo of a mug"]])
+    result = read_source(src, image_root=huge_jpeg.parent)
+    assert result.report.issues == []
+    assert result.data.images[["width", "height"]].values.tolist() == [[11000, 8600]]
+
+
+def test_cli_writes_the_report_however_the_import_ends(
+    make_image: MakeImage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workbench.cli import main
+
+    make_image("a.jpg")
+    src = _write_csv(tmp_path / "bad.csv", [["image", "text"], ["missing.jpg", "red mug"], ["a.jpg", " "]])
+    report = tmp_path / "report.csv"
+    db = str(tmp_path / "x.duckdb")
+    args = ["--db", db, "evalset", "import", str(src), "--name", "bad", "--lenient", "--report", str(report)]
+    assert main(args) == 2  # no valid row: an error, and still the per-row report
+    written = pd.read_csv(report)
+    assert written[["row", "code"]].values.tolist() == [[1, "missing_file"], [2, "empty_text"]]
+    assert "No valid rows" in capsys.readouterr().err
+
+    report.unlink()
+    assert main(["--db", db, "evalset", "validate", str(tmp_path / "gone.csv"), "--report", str(report)]) == 2
+    [row] = pd.read_csv(report).to_dict("records")
+    assert (row["row"], row["code"]) == (0, "import_failed") and "source not found" in row["message"]
 
 
 def test_url_images(local_server: LocalServer, make_image: MakeImage, tmp_path: Path) -> None:

@@ -124,6 +124,8 @@ def test_store_list_show_delete_roundtrip(db, parts):
     assert list(evalsets.list_eval_sets(db)["name"]) == ["cat"]
     info = evalsets.get_eval_set_info("cat", db)
     assert info["pairs_by_split"]["n"].sum() == len(paired.pairs)
+    assert info["audit"] == summary["audit"] and info["audit"]["negatives"] == paired.audit["negatives"]
+    assert info["audit"]["leakage"]["groups_across_splits"] == 0  # computed on store when the caller did not
     evalsets.delete_eval_set("cat", db)
     assert evalsets.list_eval_sets(db).empty
     with pytest.raises(evalsets.EvalSetError, match="not found"):
@@ -149,7 +151,9 @@ def test_store_is_atomic_when_interrupted(db, parts, monkeypatch):
 
 def test_demo_eval_set_is_created_once(db):
     name = evalsets.ensure_demo_eval_set(db=db, n_products=24, seed=0)
-    first = evalsets.get_eval_set_info(name, db)["content_hash"]
+    info = evalsets.get_eval_set_info(name, db)
+    first = info["content_hash"]
+    assert info["audit"]["leakage"]["splits"] == "generated" and info["audit"]["leakage"]["groups_across_splits"] == 0
     assert evalsets.ensure_demo_eval_set(db=db, n_products=24, seed=0) == name
     assert len(evalsets.list_eval_sets(db)) == 1
     assert evalsets.get_eval_set_info(name, db)["content_hash"] == first

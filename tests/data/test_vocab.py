@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from workbench.data.model import EvalSetData
 from workbench.data.vocab import (
     ATTRIBUTES,
     CATEGORIES,
-    SwapResult,
+    catalogue_vocabulary,
     detect_language,
     find_attributes,
-    swap_attribute,
     tag_names,
     tag_vector,
     text_tags,
@@ -85,38 +86,6 @@ def test_detect_language(text: str, language: str) -> None:
     assert detect_language(text) == language
 
 
-@pytest.mark.parametrize("text", [EN_TITLE, ZH_TITLE, ZH_TITLE_NO_SPACES])
-def test_swap_attribute_changes_exactly_one_attribute(text: str) -> None:
-    language = detect_language(text)
-    seen = set()
-    for seed in range(40):
-        swap = swap_attribute(text, np.random.default_rng(seed), language=language)
-        assert isinstance(swap, SwapResult)
-        seen.add(swap.attribute)
-        assert swap.old_value == TRUTH[swap.attribute] != swap.new_value
-        assert swap.new_value in ATTRIBUTES[swap.attribute]
-        assert find_attributes(swap.text, language) == {**TRUTH, swap.attribute: swap.new_value}
-        assert detect_language(swap.text) == language
-    assert seen == set(TRUTH)
-
-
-def test_swap_attribute_respects_attribute_subset_and_rng() -> None:
-    swap = swap_attribute(ZH_TITLE, np.random.default_rng(3), attributes=("color",), language="zh")
-    assert swap is not None and swap.attribute == "color"
-    assert swap.text.replace(" ", "") != ZH_TITLE.replace(" ", "")
-    again = swap_attribute(ZH_TITLE, np.random.default_rng(3), attributes=("color",), language="zh")
-    assert again == swap
-    capitalised = swap_attribute("Crimson mug", np.random.default_rng(0), attributes=("color",))
-    assert capitalised is not None and capitalised.text[0].isupper()
-
-
-def test_swap_attribute_none_and_errors() -> None:
-    assert swap_attribute("Lumio, size M", np.random.default_rng(0)) is None
-    assert swap_attribute(EN_TITLE, np.random.default_rng(0), attributes=()) is None
-    with pytest.raises(ValueError, match="brand"):
-        swap_attribute(EN_TITLE, np.random.default_rng(0), attributes=("brand",))
-
-
 def test_tag_vector_and_text_tags() -> None:
     names = tag_names()
     assert len(names) == len(set(names)) == sum(len(v) for v in ATTRIBUTES.values())
@@ -127,3 +96,83 @@ def test_tag_vector_and_text_tags() -> None:
     assert tag_vector({"color": "not-a-colour"}).sum() == 0
     np.testing.assert_array_equal(text_tags(EN_TITLE), tag_vector(TRUTH))
     np.testing.assert_array_equal(text_tags(EN_TITLE, "en"), text_tags(ZH_TITLE, "zh"))
+
+
+# --- the swap vocabulary of one eval set --------------------------------------------------------------------
+
+
+def _catalogue(rows: list[tuple[str, str | None, dict[str, str], list[str]]]) -> EvalSetData:
+    """(product, category, attributes, titles) rows as an eval set without images."""
+    products = pd.DataFrame([(p, c) for p, c, _, _ in rows], columns=["product_id", "category"])
+    attributes = pd.DataFrame([(p, n, v) for p, _, attrs, _ in rows for n, v in attrs.items()],
+                              columns=["product_id", "name", "value"])
+    texts = pd.DataFrame([(f"{p}-t{k}", p, title, detect_language(title), "-")
+                          for p, _, _, titles in rows for k, title in enumerate(titles)],
+                         columns=["text_id", "product_id", "text", "language", "sha256"])
+    return EvalSetData(products, attributes, texts=texts)
+
+
+PHONE_SHOP = [
+    ("p1", "手机", {"color": "曜石黑", "brand": "小米"}, ["小米 红米Note13 曜石黑 5G手机", "小米红米Note13曜石黑手机"]),
+    ("p2", "手机", {"color": "冰川蓝", "brand": "华为"}, ["华为 Mate60 冰川蓝 手机 送手机壳"]),
+    ("p3", "平板", {"color": "星光银"}, ["华为 MatePad 星光银 平板"]),
+    ("p4", "口红", {"color": "红"}, ["花西子 雕花口红 红", "Florasis carved lipstick, red"]),
+    ("p5", "口红", {}, ["完美日记 口红 红色 丝绒"]),
+]
+
+
+def _words(vocabulary, text: str) -> list[tuple[str, str, str]]:
+    return [(text[o.start : o.end], o.attribute, o.value) for o in vocabulary.occurrences(text)]
+
+
+def test_catalogue_vocabulary_comes_from_the_eval_set() -> None:
+    vocabulary = catalogue_vocabulary(_catalogue(PHONE_SHOP))
+    assert vocabulary.values["category"] == {"口红": ("口红",), "平板": ("平板",), "手机": ("手机",)}
+    # Declared colours as written; the declared 红 is the lexicon's red, so it also gets the lexicon's forms of red
+    # that the titles use ("red", 红色). Single lexicon characters are never forms unless declared.
+    assert vocabulary.values["color"] == {
+        "冰川蓝": ("冰川蓝",), "星光银": ("星光银",), "曜石黑": ("曜石黑",), "红": ("red", "红", "红色"),
+    }  # fmt: skip
+    assert "brand" not in vocabulary.values  # unswapped: a brand swap is invisible in most photos
+    assert vocabulary.product_values["p1"] == {"category": "手机", "color": "曜石黑"}
+    assert vocabulary.product_values["p5"] == {"category": "口红"}
+    demo_words = {f.casefold() for v in ATTRIBUTES["category"].values() for forms in v.values() for f in forms}
+    forms = {f.casefold() for values in vocabulary.values.values() for fs in values.values() for f in fs}
+    assert not forms & (demo_words - {"手机"}), "a demo category word reached a user's eval set"
+
+
+def test_catalogue_vocabulary_matches_whole_chinese_words() -> None:
+    vocabulary = catalogue_vocabulary(_catalogue(PHONE_SHOP))
+    # 红米 is a phone line, 口红 a lipstick: neither holds a colour; 曜石黑 is one word (the private dictionary)
+    phone = [("曜石黑", "color", "曜石黑"), ("手机", "category", "手机")]
+    assert _words(vocabulary, "小米 红米Note13 曜石黑 5G手机") == phone
+    assert _words(vocabulary, "小米红米Note13曜石黑手机") == phone
+    assert _words(vocabulary, "花西子 雕花口红 红") == [("口红", "category", "口红"), ("红", "color", "红")]
+    assert _words(vocabulary, "完美日记 口红 红色 丝绒") == [("口红", "category", "口红"), ("红色", "color", "红")]
+    assert [w for w, _, _ in _words(vocabulary, "华为 Mate60 冰川蓝 手机 送手机壳")] == ["冰川蓝", "手机", "手机"]
+    assert vocabulary.named("花西子 雕花口红") == {"category": {"口红"}}
+
+
+def test_catalogue_vocabulary_matches_english_at_word_boundaries() -> None:
+    shop = _catalogue([
+        ("a", "Mug", {"color": "navy"}, ["Redwood navy blue ceramic mug", "Navy Blue MUG"]),
+        ("b", "Mug", {"color": "red"}, ["Red mug, crimson glaze"]),
+    ])  # fmt: skip
+    vocabulary = catalogue_vocabulary(shop)
+    assert vocabulary.values["color"] == {"navy": ("navy", "navy blue"), "red": ("crimson", "red")}
+    assert vocabulary.values["category"] == {"Mug": ("Mug",)} and vocabulary.values["material"] == {
+        "ceramic": ("ceramic",)}
+    assert _words(vocabulary, "Redwood navy blue ceramic mug") == [
+        ("navy blue", "color", "navy"), ("ceramic", "material", "ceramic"), ("mug", "category", "Mug")]
+    assert _words(vocabulary, "Red mug, crimson glaze") == [("Red", "color", "red"), ("mug", "category", "Mug"),
+                                                            ("crimson", "color", "red")]
+
+
+def test_catalogue_vocabulary_is_independent_of_row_order_and_private() -> None:
+    data = _catalogue(PHONE_SHOP)
+    shuffled = EvalSetData(data.products.iloc[::-1], data.attributes.iloc[::-1], texts=data.texts.iloc[::-1])
+    a, b = catalogue_vocabulary(data), catalogue_vocabulary(shuffled)
+    assert (a.values, a.product_values) == (b.values, b.product_values)
+    # Each eval set has its own jieba dictionary: one catalogue's words do not change another's segmentation.
+    other = catalogue_vocabulary(_catalogue([("x", "Mug", {}, ["Lumio mug"])]))
+    assert "曜石黑" in a.tokenizer.FREQ and "曜石黑" not in other.tokenizer.FREQ

@@ -11,6 +11,8 @@ from workbench.metrics import (
     pair_metrics,
     retrieval_metrics,
     zeroshot_metrics,
+    zeroshot_metrics_from_ranks,
+    zeroshot_ranks,
 )
 
 
@@ -125,11 +127,15 @@ def test_retrieval_perfect_scores(key: str) -> None:
     res = retrieval_metrics(perfect, qg, gg, ks=(5,))
     spec = get_metric(f"t2i/{key}")
     expected = 1.0 if key.startswith(("success", "ndcg", "mrr", "map", "median", "mean")) else None
+    n_pos = res.per_query["n_positives"]
+    valid = n_pos > 0
     if key.startswith("recall"):
         # recall@5 is 1 only for queries with at most 5 positives
-        n_pos = res.per_query["n_positives"]
-        valid = n_pos > 0
         expected = float(np.mean(np.minimum(n_pos[valid], 5) / n_pos[valid]))
+    if key.startswith("precision"):
+        # precision@5 is 1 only for queries with at least 5 positives: the denominator is k
+        expected = float(np.mean(np.minimum(n_pos[valid], 5) / 5))
+    assert expected is not None, f"no perfect-score expectation for {key}"
     assert res.aggregate[key] == pytest.approx(expected, abs=1e-12)
     if spec.direction == "higher":
         assert res.aggregate[key] <= spec.range[1]
@@ -137,15 +143,59 @@ def test_retrieval_perfect_scores(key: str) -> None:
         assert res.aggregate[key] == spec.range[0]
 
 
-def test_success_bounds_recall_and_both_monotone_in_k() -> None:
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic", "average"])
+def test_success_bounds_recall_and_precision_and_hits_are_monotone_in_k(ties: str) -> None:
     scores, qg, gg = _retrieval_case(7)
     ks = (1, 2, 5, 10, 50)
-    res = retrieval_metrics(scores, qg, gg, ks=ks)
-    valid = res.per_query["n_positives"] > 0
+    res = retrieval_metrics(scores, qg, gg, ks=ks, ties=ties)
+    n_pos = res.per_query["n_positives"]
+    valid = n_pos > 0
     for k in ks:
         assert np.all(res.per_query[f"success@{k}"][valid] >= res.per_query[f"recall@{k}"][valid])
+        assert np.all(res.per_query[f"success@{k}"][valid] >= res.per_query[f"precision@{k}"][valid])
+        # both count the same hits: precision over k, recall over the query's positives
+        np.testing.assert_allclose(res.per_query[f"precision@{k}"][valid] * k,
+                                   res.per_query[f"recall@{k}"][valid] * n_pos[valid], atol=1e-12)
+    np.testing.assert_array_equal(res.per_query["precision@1"], res.per_query["success@1"])
+    for small, large in zip(ks, ks[1:], strict=False):
+        hits_small = res.per_query[f"precision@{small}"][valid] * small
+        assert np.all(res.per_query[f"precision@{large}"][valid] * large >= hits_small - 1e-12)
     for small, large in zip(ks, ks[1:], strict=False):
         for name in ("success", "recall"):
             assert np.all(res.per_query[f"{name}@{large}"][valid] >= res.per_query[f"{name}@{small}"][valid])
             assert res.aggregate[f"{name}@{large}"] >= res.aggregate[f"{name}@{small}"]
     assert res.aggregate["success@50"] == 1.0 and res.aggregate["recall@50"] == 1.0
+
+
+ZS_KEYS = [s.key.format(k=2) for s in list_metrics("zeroshot")]
+
+
+def _zeroshot_case(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return np.round(rng.random((40, 6)), 1), rng.integers(0, 6, 40)  # rounded: many ties
+
+
+@pytest.mark.parametrize("key", ZS_KEYS)
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic", "average"])
+def test_zeroshot_order_and_monotone_invariance(key: str, ties: str) -> None:
+    scores, labels = _zeroshot_case(9)
+
+    def metric(s: np.ndarray, lab: np.ndarray) -> float:
+        return zeroshot_metrics_from_ranks(zeroshot_ranks(s, lab, ties=ties), lab, ks=(2,))[key]
+
+    rng = np.random.default_rng(10)
+    rows, classes = rng.permutation(40), rng.permutation(6)
+    relabel = np.argsort(classes)  # class c moves to column relabel[c]
+    base = metric(scores, labels)
+    assert metric(scores[rows][:, classes], relabel[labels[rows]]) == pytest.approx(base, abs=1e-12)
+    assert metric(np.exp(2 * scores) - 5, labels) == pytest.approx(base, abs=1e-12)
+
+
+@pytest.mark.parametrize("key", ZS_KEYS)
+def test_zeroshot_perfect_and_fully_tied_scores(key: str) -> None:
+    _, labels = _zeroshot_case(11)
+    perfect = np.eye(6)[labels]
+    spec = get_metric(f"zeroshot/{key}")
+    assert zeroshot_metrics(perfect, np.eye(6), labels, ks=(2,))[key] == spec.range[1]
+    # a scorer that cannot tell the classes apart earns nothing under the default (pessimistic) ties
+    assert zeroshot_metrics(np.zeros((40, 3)), np.zeros((6, 3)), labels, ks=(2,))[key] == spec.range[0]

@@ -8,19 +8,27 @@ from workbench.metrics import UNDEFINED_POLICIES, retrieval_metrics, retrieval_m
 KS = (1, 3, 5, 10)
 
 
+def _naive_order(row: np.ndarray, relevant: np.ndarray, ties: str) -> np.ndarray:
+    """The whole gallery sorted by a full sort: score, then relevance as the tie policy orders it, then index."""
+    index = np.arange(row.shape[0])
+    if ties == "pessimistic":
+        return np.lexsort((index, relevant, -row))  # among equal scores negatives (False) come first
+    if ties == "optimistic":
+        return np.lexsort((index, ~relevant, -row))
+    return np.lexsort((index, -row))
+
+
 def _naive_ranks(row: np.ndarray, relevant: np.ndarray, ties: str) -> np.ndarray:
     """1-based ranks of the positives by a full sort (ties broken against / for the positives)."""
-    pess = np.lexsort((relevant, -row))  # among equal scores negatives (False) come first
-    opt = np.lexsort((~relevant, -row))
-    r_pess = np.flatnonzero(relevant[pess]) + 1.0
-    r_opt = np.flatnonzero(relevant[opt]) + 1.0
+    r_pess = np.flatnonzero(relevant[_naive_order(row, relevant, "pessimistic")]) + 1.0
+    r_opt = np.flatnonzero(relevant[_naive_order(row, relevant, "optimistic")]) + 1.0
     return {"pessimistic": r_pess, "optimistic": r_opt, "average": (r_pess + r_opt) / 2}[ties]
 
 
 def _naive(scores: np.ndarray, qg: np.ndarray, gg: np.ndarray, ks: tuple[int, ...], ties: str) -> dict:
     per: dict[str, list[float]] = {"first_rank": [], "reciprocal_rank": [], "ap": []}
     for k in ks:
-        per.update({f"success@{k}": [], f"recall@{k}": [], f"ndcg@{k}": []})
+        per.update({f"success@{k}": [], f"recall@{k}": [], f"precision@{k}": [], f"ndcg@{k}": []})
     skipped = 0
     for i in range(scores.shape[0]):
         relevant = gg == qg[i]
@@ -35,6 +43,10 @@ def _naive(scores: np.ndarray, qg: np.ndarray, gg: np.ndarray, ks: tuple[int, ..
         for k in ks:
             per[f"success@{k}"].append(float(r[0] <= k))
             per[f"recall@{k}"].append(float(np.mean(r <= k)))
+            if ties == "average":  # no single list: the positives' mean ranks decide
+                per[f"precision@{k}"].append(float(np.sum(r <= k)) / k)
+            else:  # literally: the relevant share of the first k of the sorted gallery, over k
+                per[f"precision@{k}"].append(float(relevant[_naive_order(scores[i], relevant, ties)[:k]].sum()) / k)
             dcg = sum(1 / np.log2(1 + x) for x in r if x <= k)
             ideal = sum(1 / np.log2(2 + j) for j in range(min(n, k)))
             per[f"ndcg@{k}"].append(dcg / ideal)
@@ -78,6 +90,8 @@ def test_tiny_hand_computed() -> None:
     np.testing.assert_allclose(res.per_query["ap"], [(1 / 3 + 2 / 4) / 2, 1 / 4])
     np.testing.assert_array_equal(res.per_query["success@3"], [1, 0])
     np.testing.assert_array_equal(res.per_query["recall@3"], [0.5, 0])
+    np.testing.assert_allclose(res.per_query["precision@3"], [1 / 3, 0])  # denominator k = 3, not n_positives
+    np.testing.assert_array_equal(res.per_query["precision@1"], res.per_query["success@1"])
     ideal = 1 + 1 / np.log2(3)
     np.testing.assert_allclose(res.per_query["ndcg@3"], [(1 / np.log2(4)) / ideal, 0])
     assert res.aggregate["mrr"] == pytest.approx((1 / 3 + 1 / 4) / 2)
@@ -136,3 +150,43 @@ def test_nan_and_shape_errors() -> None:
         retrieval_metrics(np.array([[np.nan, 1.0]]), [0], [0, 1])
     with pytest.raises(ValueError, match="must match"):
         retrieval_metrics(np.eye(2), [0, 1, 2], [0, 1])
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic", "average"])
+def test_top_k_lists_match_a_full_sort_and_the_ranks(ties: str) -> None:
+    scores, qg, gg = _random_case(2)  # five score levels: most of each top-k is decided by the tie policy
+    res = retrieval_metrics(scores, qg, gg, ks=KS, ties=ties, top_k=7)
+    assert res.top_k_index.shape == res.top_k_score.shape == (scores.shape[0], 7)
+    for i in range(scores.shape[0]):
+        relevant = gg == qg[i]
+        expected = _naive_order(scores[i], relevant, ties)[:7]
+        np.testing.assert_array_equal(res.top_k_index[i], expected)
+        np.testing.assert_array_equal(res.top_k_score[i], scores[i, expected])
+        if ties == "average" or not relevant.any():
+            continue
+        # the list is the ranking behind the metrics: the first relevant entry sits at first_rank
+        hits = np.flatnonzero(relevant[res.top_k_index[i]]) + 1
+        first = res.per_query["first_rank"][i]
+        assert (hits[0] == first) if first <= 7 else hits.size == 0
+        assert hits[hits <= 5].size / 5 == res.per_query["precision@5"][i]
+
+
+def test_top_k_from_embeddings_equals_dense_and_is_capped_by_the_gallery() -> None:
+    rng = np.random.default_rng(8)
+    q = rng.integers(-2, 3, (23, 4)).astype(np.float64)  # small integers: exact dot products, many ties
+    g = rng.integers(-2, 3, (9, 4)).astype(np.float64)
+    qg, gg = rng.integers(0, 5, 23), rng.integers(0, 5, 9)
+    dense = retrieval_metrics(q @ g.T, qg, gg, top_k=20)
+    assert dense.top_k_index.shape == (23, 9)  # k above the gallery size lists the whole gallery
+    for chunk in (1, 5, 100):
+        chunked = retrieval_metrics_from_embeddings(q, g, qg, gg, top_k=20, chunk_size=chunk)
+        np.testing.assert_array_equal(chunked.top_k_index, dense.top_k_index)
+        np.testing.assert_array_equal(chunked.top_k_score, dense.top_k_score)
+    without = retrieval_metrics(q @ g.T, qg, gg)
+    assert without.top_k_index is None and without.top_k_score is None
+
+
+@pytest.mark.parametrize("top_k", [-1, 2.5, True])
+def test_invalid_top_k(top_k) -> None:
+    with pytest.raises(ValueError, match="top_k"):
+        retrieval_metrics(np.eye(2), [0, 1], [0, 1], top_k=top_k)

@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from workbench.metrics import alignment, hubness, modality_gap, uniformity, zeroshot_metrics
+from workbench.metrics import (
+    UNDEFINED_POLICIES,
+    alignment,
+    hubness,
+    modality_gap,
+    uniformity,
+    zeroshot_metrics,
+    zeroshot_metrics_from_ranks,
+    zeroshot_ranks,
+)
 
 
 def test_zeroshot_hand_computed() -> None:
@@ -17,6 +26,89 @@ def test_zeroshot_hand_computed() -> None:
     assert out["mean_per_class_recall"] == pytest.approx((1 + 0 + 1) / 3)
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         zeroshot_metrics(images, classes, np.array([0, 1, 3, 2]))
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic", "average"])
+def test_zeroshot_ranks_match_a_full_sort(ties: str) -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, (60, 7)).astype(np.float64)  # heavy ties
+    labels = rng.integers(0, 7, 60)
+    expected = []
+    for row, label in zip(scores, labels, strict=True):
+        others = np.arange(7) != label
+        classes = np.arange(7)
+        pess = np.lexsort((~others, -row))  # among equal scores the other classes come first
+        opt = np.lexsort((others, -row))
+        r_pess = float(np.flatnonzero(classes[pess] == label)[0] + 1)
+        r_opt = float(np.flatnonzero(classes[opt] == label)[0] + 1)
+        expected.append({"pessimistic": r_pess, "optimistic": r_opt, "average": (r_pess + r_opt) / 2}[ties])
+    ranks = zeroshot_ranks(scores, labels, ties=ties)
+    np.testing.assert_array_equal(ranks, expected)
+    out = zeroshot_metrics_from_ranks(ranks, labels, ks=(1, 3))
+    assert out["acc@3"] == np.mean(np.asarray(expected) <= 3)
+    recalls = [np.mean(np.asarray(expected)[labels == c] <= 1) for c in np.unique(labels)]
+    assert out["mean_per_class_recall"] == pytest.approx(np.mean(recalls), abs=1e-12)
+
+
+def test_all_tied_zero_shot_scores_give_acc_at_1_of_zero() -> None:
+    # A scorer returning all zeros: the true class ties with every other class and ranks last (pessimistic).
+    labels = np.array([0, 1, 2, 2])
+    ranks = zeroshot_ranks(np.zeros((4, 3)), labels)
+    np.testing.assert_array_equal(ranks, [3, 3, 3, 3])
+    out = zeroshot_metrics(np.zeros((4, 5)), np.zeros((3, 5)), labels, ks=(1, 2, 3))
+    assert out == {"acc@1": 0.0, "acc@2": 0.0, "acc@3": 1.0, "mean_per_class_recall": 0.0}
+    assert zeroshot_metrics(np.zeros((4, 5)), np.zeros((3, 5)), labels, ties="optimistic")["acc@1"] == 1.0
+    np.testing.assert_array_equal(zeroshot_ranks(np.zeros((4, 3)), labels, ties="average"), [2, 2, 2, 2])
+    assert "pessimistic" in UNDEFINED_POLICIES["zeroshot/ties"]
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: zeroshot_ranks(np.zeros((2, 3)), np.array([0, 1]), ties="random"), "pessimistic"),
+        (lambda: zeroshot_ranks(np.zeros((2, 3)), np.array([0.0, 1.0])), "ints"),
+        (lambda: zeroshot_ranks(np.array([[np.nan, 1.0]]), np.array([0])), "NaN"),
+        (lambda: zeroshot_metrics_from_ranks(np.array([0.0, 2.0]), np.array([0, 1])), r"ranks must be >= 1"),
+        (lambda: zeroshot_metrics_from_ranks(np.array([1.0]), np.array([0, 1])), "one length"),
+    ],
+)
+def test_zeroshot_invalid_inputs(call, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_evaluation_zero_shot_of_an_all_zero_scorer_is_zero() -> None:
+    """The run path: category prompts scored by a real cosine head; a text encoder that returns zero vectors makes
+    every class score 0, which used to give acc@1 = 1.0 (strict > ranking)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from workbench.data.vocab import text_tags
+    from workbench.evaluation import _zeroshot
+    from workbench.models.fusion import FusionData, create_fusion_head
+
+    class ZeroText:
+        requires_fit = False
+
+        def encode(self, texts: list[str], *, device: str) -> np.ndarray:
+            return np.zeros((len(texts), 4), dtype=np.float32)
+
+    products = pd.DataFrame({"product_id": ["p1", "p2", "p3"], "category": ["mug", "chair", "mug"]})
+    n_tags = text_tags("mug").shape[0]
+    images = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    fusion_data = FusionData(
+        image_vecs=images, text_vecs=np.zeros((1, 4), np.float32), image_tokens=None, image_mask=None,
+        text_tokens=None, text_mask=None, image_tags=np.zeros((3, n_tags), np.float32),
+        text_tags=np.zeros((1, n_tags), np.float32), image_product=np.array(["p1", "p2", "p3"], dtype=object),
+        text_product=np.array(["p1"], dtype=object), image_category=np.array([0, 1, 0]),
+    )
+    out = _zeroshot(create_fusion_head("cosine"), fusion_data, SimpleNamespace(products=products), np.arange(3),
+                    ZeroText(), "cpu")
+    assert out["ties"] == "pessimistic" and out["categories"] == ["chair", "mug"]
+    for res in out["by_language"].values():
+        assert res["rank"] == [2.0, 2.0, 2.0] and res["group"] == ["p1", "p2", "p3"]
+        assert zeroshot_metrics_from_ranks(res["rank"], np.asarray(res["truth"]))["acc@1"] == 0.0
 
 
 def test_diagnostics_hand_values() -> None:

@@ -261,6 +261,62 @@ def test_hub_id_without_network_explains_how_to_get_the_model(monkeypatch, tmp_p
     assert 'model = "models/clip-vit-base-patch32"' in message and "HF_HOME" in message
 
 
+@pytest.fixture
+def unreachable_hub(monkeypatch, tmp_path) -> Path:
+    """Online mode with the Hub at a closed local port (every connection refused at once) and an empty cache;
+    returns the cache folder."""
+    import socket
+
+    import huggingface_hub.constants
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def test_unreachable_hub_fails_fast_with_the_offline_message(unreachable_hub):
+    import time
+
+    import transformers
+
+    for auto in ("AutoModel", "AutoTokenizer"):  # import transformers' lazy modules outside the measurement
+        getattr(transformers, auto)
+    encoder = create_encoder("hf_text", model="no-such-org/no-such-model")
+    start = time.perf_counter()
+    with pytest.raises(OfflineModelError) as info:
+        encoder.encode(["red"])
+    elapsed = time.perf_counter() - start
+    # huggingface_hub alone retries for 1 + 2 + 4 + 8 + 8 s before giving up.
+    assert elapsed < 5.0, f"offline failure took {elapsed:.1f} s"
+    message = str(info.value)
+    assert "Could not load 'no-such-org/no-such-model' from the Hugging Face Hub (no network?)" in message
+    assert "Cause: ConnectError" in message
+
+
+def test_unreachable_hub_still_loads_a_cached_model(unreachable_hub, tiny_models):
+    """The offline message recommends a cache (HF_HOME); a model found there loads without the network."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = unreachable_hub / "models--tiny-org--bert"
+    shutil.copytree(tiny_models["bert"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    cached = create_encoder("hf_text", model="tiny-org/bert", pooling="cls").encode(["red mug", "blue"])
+    local = create_encoder("hf_text", model=tiny_models["bert"], pooling="cls").encode(["red mug", "blue"])
+    np.testing.assert_array_equal(cached, local)
+
+
 def test_trust_remote_code_is_off_by_default_and_passed_through(monkeypatch, tiny_models):
     import transformers
 

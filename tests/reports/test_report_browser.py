@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.app_server import CHROMIUM, CHROMIUM_ARGS, require_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "artifacts" / "screenshots" / "report.png"
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 
 @pytest.mark.browser
 @pytest.mark.slow
 def test_html_report_renders_offline(comparison):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     html_path = comparison.files["html"]
@@ -34,7 +32,7 @@ def test_html_report_renders_offline(comparison):
             r.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.route("**/*", route)

@@ -234,3 +234,69 @@ def test_cli_report_command(report_db, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "pairs.parquet")
     assert len(pd.read_parquet(tmp_path / "pairs.parquet")) == len(_db_pairs(report_db.path, report_db.cosine))
     assert (tmp_path / f"pairs.{report_db.cosine}.config.toml").exists()
+
+
+# ------------------------------------------------------------------------------------------- calibration, slices
+@pytest.mark.parametrize("case", ["single", "comparison"])
+def test_calibration_is_reported_for_every_run(case, request, report_db):
+    from workbench.evaluation import load_calibrator
+    from workbench.reports.markdown_report import esc
+
+    written = request.getfixturevalue(case)
+    report = json.loads(written.files["json"].read_text(encoding="utf-8"))
+    html_text = written.files["html"].read_text(encoding="utf-8")
+    md_text = written.files["md"].read_text(encoding="utf-8")
+    table = pd.read_csv(written.files["csv"])
+    for run in report["runs"]:
+        assert run["calibration"]["method"] == "platt" and run["calibration"]["fitted_on"] == "val"
+        assert sum(run["curves"]["reliability"]["count"]) == run["metric_n"]["pair/ece"]
+        for name in ("pair/ece", "pair/brier"):
+            entry = run["metrics"][name]
+            assert entry["ci_low"] <= entry["ci_high"]  # ECE's bootstrap is biased upward: no containment
+            shown = f"{fmt(entry['value'])} [{fmt(entry['ci_low'])}, {fmt(entry['ci_high'])}]"
+            assert esc(shown) in md_text and shown in html_text  # the calibration table, value with its CI
+        # The exported probability is the run's stored calibrator applied to the stored score.
+        rows = table[table["run_id"] == run["run_id"]] if case == "comparison" else table
+        expected = load_calibrator(run["run_id"], db=report_db.path).predict(rows["score"].to_numpy())
+        np.testing.assert_allclose(rows["probability"].to_numpy(), expected, rtol=1e-12)
+    assert "fitted on the val split only" in md_text and "fitted on the val split only" in html_text
+
+
+@pytest.mark.parametrize("case", ["single", "comparison"])
+def test_small_slices_are_greyed_and_never_ranked(case, request, report_db):
+    from workbench.evaluation import MIN_SLICE_NEGATIVES, MIN_SLICE_POSITIVES
+
+    written = request.getfixturevalue(case)
+    report = json.loads(written.files["json"].read_text(encoding="utf-8"))
+    html_text = written.files["html"].read_text(encoding="utf-8")
+    md_text = written.files["md"].read_text(encoding="utf-8")
+    for run in report["runs"]:
+        pair = [s for s in run["slices"] if s["name"].startswith("pair/")]
+        assert pair and all(s["n_pos"] is not None and s["n_neg"] is not None for s in pair)
+        for s in pair:
+            assert s["too_few"] == (s["n_pos"] < MIN_SLICE_POSITIVES or s["n_neg"] < MIN_SLICE_NEGATIVES)
+        # The 30-product catalogue has 30 test positives at most: every slice is too small to rank.
+        assert all(s["too_few"] for s in pair) and run["worst_slices"] == []
+    assert html_text.count('<tr class="too-few">') >= len(report["runs"])
+    assert "too few pairs" in md_text and "No slice" not in md_text
+    assert f"at least {MIN_SLICE_POSITIVES} positives and {MIN_SLICE_NEGATIVES} negatives" in md_text
+
+
+def test_worst_slices_skip_small_slices_and_show_counts_with_intervals():
+    from workbench.reports.common import slice_display
+    from workbench.reports.data import SLICE_COLUMNS, worst_slices
+
+    table = pd.DataFrame([
+        {"slice_kind": "category", "slice_value": "lamp", "n": 52, "n_pos": 12, "n_neg": 40, "too_few": True,
+         "pair/accuracy": 0.10, "pair/accuracy ci_low": 0.0, "pair/accuracy ci_high": 0.3},
+        {"slice_kind": "category", "slice_value": "mug", "n": 140, "n_pos": 60, "n_neg": 80, "too_few": False,
+         "pair/accuracy": 0.70, "pair/accuracy ci_low": 0.6, "pair/accuracy ci_high": 0.8},
+        {"slice_kind": "language", "slice_value": "zh", "n": 100, "n_pos": 40, "n_neg": 60, "too_few": False,
+         "pair/accuracy": 0.65, "pair/accuracy ci_low": 0.5, "pair/accuracy ci_high": 0.75},
+    ]).reindex(columns=list(SLICE_COLUMNS))
+    worst = worst_slices(table, k=5)
+    assert list(worst["slice_value"]) == ["zh", "mug"]  # lamp has the lowest accuracy but only 12 positives
+    shown = slice_display(table)
+    assert list(shown["note"]) == ["too few pairs", "", ""]
+    assert shown.loc[1, "pair/accuracy"] == "0.7000 [0.6000, 0.8000]"
+    assert list(shown.loc[0, ["slice", "pairs", "positives", "negatives"]]) == ["category: lamp", "52", "12", "40"]

@@ -43,11 +43,17 @@ def test_roc_and_pr_overlay_one_line_per_run_with_operating_points(curves):
     np.testing.assert_allclose(pr_lines[1].y, curves["kwc"]["pr"]["precision"])
 
 
-def test_reliability_names_runs_without_probabilities(curves):
-    fig = figures.reliability_figure({**curves, "no-probs": {**curves["kw"], "reliability": None}})
-    assert curves["kwc"]["reliability"] is None  # contrastive scores are cosines, not probabilities
-    assert [t.name for t in fig.data] == ["perfectly calibrated", "kw"]
-    assert fig.layout.annotations[0].text.endswith("kwc, no-probs")
+def test_reliability_diagram_for_every_run_and_a_note_for_old_ones(curves):
+    # Cosine and contrastive heads score on their own scales; the val-fitted calibrator gives both a diagram.
+    fig = figures.reliability_figure({**curves, "old run": {**curves["kw"], "reliability": None}})
+    assert [t.name for t in fig.data] == ["perfectly calibrated", "kw", "kwc"]
+    for trace, label in zip(fig.data[1:], ("kw", "kwc"), strict=True):
+        rel = curves[label]["reliability"]
+        kept = np.isfinite(np.asarray(rel["mean_predicted"], dtype=float))
+        np.testing.assert_allclose(trace.x, np.asarray(rel["mean_predicted"], dtype=float)[kept])
+        assert f"({curves[label]['calibration']['method']} calibration)" in trace.hovertemplate
+    assert "before calibration" in fig.layout.annotations[0].text
+    assert fig.layout.annotations[0].text.endswith("old run")
 
 
 def test_confusion_matrix_layout():
@@ -75,6 +81,28 @@ def test_slice_heatmap_flags_the_worst_cells_by_direction():
     assert flagged == {("category: mug", "A"), ("category: lamp", "B")}  # lower is better: highest is worst
     empty = figures.slice_heatmap(frame.assign(name="pair/f1"), metric="pair/roc_auc")
     assert not empty.data and "No per-slice values" in empty.layout.annotations[0].text
+
+
+def test_slice_heatmap_greys_small_slices_and_never_ranks_them():
+    counts = {"mug": (80, 90), "lamp": (12, 40), "hat": (50, 60), "cap": (31, 30)}
+    values = {"A": {"mug": 0.9, "lamp": 0.2, "hat": 0.7, "cap": 0.8}, "B": {"mug": 0.6, "lamp": 0.1, "hat": 0.75,
+                                                                          "cap": 0.5}}
+    rows = [(run, c, v, *counts[c]) for run, by_slice in values.items() for c, v in by_slice.items()]
+    frame = pd.DataFrame(rows, columns=["run", "slice_value", "value", "n_pos", "n_neg"]).assign(
+        slice_kind="category", name="pair/roc_auc", ci_low=0.05, ci_high=0.95)
+    frame["too_few"] = (frame["n_pos"] < 30) | (frame["n_neg"] < 30)
+    fig = figures.slice_heatmap(frame, metric="pair/roc_auc", n_worst=1)
+    main, grey = fig.data
+    assert grey.name == "too few pairs" and grey.showscale is False
+    lamp = list(main.y).index("category: lamp")
+    assert np.isnan(np.asarray(main.z, dtype=float)[lamp]).all()  # not on the colour scale
+    assert [t for t in grey.text[lamp]] == ["0.200<br>too few pairs", "0.100<br>too few pairs"]
+    flagged = {(main.y[r], main.x[c]) for r, row in enumerate(main.text) for c, t in enumerate(row) if "⚠" in t}
+    assert flagged == {("category: hat", "A"), ("category: cap", "B")}  # lamp is lowest but too small to rank
+    assert not any("⚠" in t for row in grey.text for t in row)
+    assert "%{customdata[0]:.0f} positives, %{customdata[1]:.0f} negatives" in main.hovertemplate
+    np.testing.assert_array_equal(np.asarray(main.customdata)[lamp, 0, :2], [12, 40])
+    assert "grey = too few pairs" in fig.layout.title.text
 
 
 def test_retrieval_bars_with_confidence_intervals():

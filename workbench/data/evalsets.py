@@ -14,6 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from workbench import store
+from workbench.data.leakage import (
+    check_split_leakage,
+    leakage_issues,
+    leakage_message,
+    leaking_pairs,
+    near_duplicate_images,
+)
 from workbench.data.model import (
     ATTRIBUTE_COLUMNS,
     IMAGE_COLUMNS,
@@ -31,7 +38,12 @@ CHART_SAMPLE = 20_000  # rows sampled (reproducibly) for the summary charts
 
 
 class EvalSetError(ValueError):
-    """A user-facing problem with an eval set (unknown name, name taken, nothing to import…)."""
+    """A user-facing problem with an eval set (unknown name, name taken, nothing to import…); ``report`` is the
+    per-row import report when the problem ends an import, so callers can still write it."""
+
+    def __init__(self, message: str, *, report: pd.DataFrame | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,16 @@ def store_eval_set(
     options: dict | None = None,
     replace: bool = False,
 ) -> dict:
-    """Write a complete eval set (with pairs) in one transaction; nothing is written if anything fails."""
+    """Write a complete eval set (with pairs) in one transaction; nothing is written if anything fails.
+
+    ``data.audit`` is stored with it; its ``leakage`` section is computed here when the caller has not.
+    """
     name = _check_name(name)
     if data.pairs is None or data.pairs.empty:
         raise EvalSetError("The eval set has no pairs to store (no valid rows?).")
+    audit = dict(data.audit)
+    if "leakage" not in audit:
+        audit["leakage"] = check_split_leakage(data)
     exists = con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]
     if exists and not replace:
         raise EvalSetError(f"An eval set named {name!r} already exists; choose another name or delete it first.")
@@ -92,14 +110,17 @@ def store_eval_set(
         "n_images": len(data.images),
         "n_texts": len(data.texts),
         "n_pairs": len(data.pairs),
+        "audit": audit,
     }
     with store.transaction(con):
         if exists:
             _delete_rows(con, name)
         con.execute(
-            "INSERT INTO eval_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO eval_sets (name, created_at, source, format, content_hash, seed, options, n_products, "
+            "n_images, n_texts, n_pairs, audit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [name, datetime.now(), source, fmt, summary["content_hash"], seed, json.dumps(options or {}),
-             summary["n_products"], summary["n_images"], summary["n_texts"], summary["n_pairs"]],
+             summary["n_products"], summary["n_images"], summary["n_texts"], summary["n_pairs"],
+             json.dumps(audit, ensure_ascii=False)],
         )
         for table, frame, columns in (
             ("products", data.products, PRODUCT_COLUMNS),
@@ -124,6 +145,14 @@ def _log_import(con, name: str | None, source: str, fmt: str, mode: str, status:
     )
 
 
+def _leakage_audit(data: EvalSetData, *, supplied: bool, near_duplicates: bool = False) -> dict:
+    """The leakage section of an eval set's audit (the near-duplicate report decodes every image: opt-in)."""
+    leakage = {"splits": "supplied" if supplied else "generated", **check_split_leakage(data)}
+    if near_duplicates:
+        leakage["near_duplicates"] = near_duplicate_images(data)
+    return leakage
+
+
 def import_eval_set(
     path: str | os.PathLike[str],
     name: str,
@@ -137,11 +166,18 @@ def import_eval_set(
     seed: int = 0,
     validate_only: bool = False,
     progress: Progress | None = None,
+    source_name: str | None = None,
+    near_duplicates: bool = False,
 ) -> ImportOutcome:
     """Read, validate and (unless ``validate_only``) store an eval set.
 
     Strict mode stores nothing when any row has an error; lenient mode stores the good rows. Either way the
-    per-row report is returned and logged in ``import_log``.
+    per-row report is returned and logged in ``import_log``. ``source_name`` is recorded as the source instead
+    of the path (an upload's own file name; its stored copy has a random name and is deleted after import).
+
+    User-supplied splits are checked for a product, image (bytes) or normalised title in two splits: strict mode
+    rejects the import with a ``split_leakage`` error on each such row, lenient mode imports with warnings. The
+    leakage section of the stored audit says which; ``near_duplicates`` adds a perceptual-hash report to it.
     """
     from workbench.data.images import ImageCache
     from workbench.data.importers import guess_format, read_source
@@ -149,24 +185,34 @@ def import_eval_set(
     name = _check_name(name)
     path = Path(path)
     fmt = fmt or guess_format(path)
+    source = source_name or str(path)
     cache_dir = store.resolve_db_path(db).parent / "image_cache"
     result = read_source(path, format=fmt, mapping=mapping, image_root=image_root,
                          image_cache=ImageCache(cache_dir), progress=progress)
+    pairs = result.data.pairs
+    supplied = pairs is not None and not pairs.empty and bool(pairs["split"].notna().all())
+    if supplied:
+        result.report.issues.extend(leakage_issues(leaking_pairs(result.data), result.pair_rows,
+                                                   severity="error" if strict else "warning"))
     report = result.report.to_frame()
     n_rows = result.report.n_rows
     n_bad = result.report.n_bad_rows
     mode = "strict" if strict else "lenient"
     blocked = validate_only or (strict and n_bad > 0)
     summary: dict = {}
+    paired = None
+    if not blocked:
+        if result.data.images.empty or result.data.texts.empty:
+            raise EvalSetError(f"No valid rows to import from {source} ({n_bad} of {n_rows} rows have errors).",
+                               report=report)
+        paired = make_pairs(result.data, negatives=tuple(negatives), seed=seed)
+        paired.audit["leakage"] = _leakage_audit(paired, supplied=supplied, near_duplicates=near_duplicates)
     with store.connect(db) as con:
-        if not blocked:
-            if result.data.images.empty or result.data.texts.empty:
-                raise EvalSetError(f"No valid rows to import from {path} ({n_bad} of {n_rows} rows have errors).")
-            paired = make_pairs(result.data, negatives=tuple(negatives), seed=seed)
-            summary = store_eval_set(con, name, paired, seed=seed, source=str(path), fmt=fmt,
+        if paired is not None:
+            summary = store_eval_set(con, name, paired, seed=seed, source=source, fmt=fmt,
                                      options={"mapping": mapping or {}, "negatives": list(negatives), "mode": mode})
         status = "validated" if validate_only else ("rejected" if blocked else "imported")
-        _log_import(con, None if blocked else name, str(path), fmt, mode, status, n_rows, report)
+        _log_import(con, None if blocked else name, source, fmt, mode, status, n_rows, report)
     return ImportOutcome(name if not blocked else None, not blocked, n_rows, n_bad, report, summary)
 
 
@@ -190,6 +236,7 @@ def create_catalog_eval_set(
     parts = generate_catalog(media_dir(db, name), n_products=n_products, seed=seed, progress=progress)
     data = EvalSetData(parts.products, parts.attributes, parts.images, parts.texts)
     paired = make_pairs(data, negatives=NEGATIVE_KINDS, seed=seed)
+    paired.audit["leakage"] = _leakage_audit(paired, supplied=False)
     with store.connect(db) as con:
         return store_eval_set(con, name, paired, seed=seed, source="synthetic catalogue", fmt="catalog",
                               options={"n_products": n_products, "negatives": list(NEGATIVE_KINDS)},
@@ -239,6 +286,7 @@ def get_eval_set_info(name: str, db: str | os.PathLike[str] | None = None) -> di
             raise EvalSetError(f"Eval set {name!r} not found. Available: {available}")
         info = row.iloc[0].to_dict()
         info["options"] = json.loads(info["options"] or "{}")
+        info["audit"] = json.loads(info["audit"] or "{}")
         info["pairs_by_split"] = store.query_frame(
             con,
             "SELECT split, pair_kind, label, count(*) AS n FROM pairs WHERE eval_set = ? "
@@ -252,6 +300,54 @@ def get_eval_set_info(name: str, db: str | os.PathLike[str] | None = None) -> di
             con, "SELECT language, count(*) AS n_texts FROM texts WHERE eval_set = ? GROUP BY ALL", [name]
         )
     return info
+
+
+def leakage_warning(name: str, db: str | os.PathLike[str] | None = None) -> str | None:
+    """A banner for pages and reports when ``name`` was imported with content in two splits (else None)."""
+    with store.connect(db) as con:
+        row = con.execute("SELECT audit FROM eval_sets WHERE name = ?", [name]).fetchone()
+    return leakage_message(name, json.loads(row[0]) if row and row[0] else None)
+
+
+def _counts(mapping: dict | None) -> str:
+    return ", ".join(f"{key} {value}" for key, value in (mapping or {}).items()) or "none"
+
+
+def audit_lines(name: str, audit: dict | None) -> list[str]:
+    """The audit as text lines for ``evalset show``: negatives by kind, swaps by attribute, discarded candidates
+    by reason, and the leakage section with its warning."""
+    audit = audit or {}
+    if not audit:
+        return ["no audit stored (the eval set predates audits; re-import it to get one)"]
+    lines = []
+    negatives = audit.get("negatives")
+    if negatives is not None:
+        lines += [f"negatives by kind: {_counts(negatives.get('by_kind'))}",
+                  f"swaps by attribute: {_counts(negatives.get('swaps_by_attribute'))}",
+                  f"discarded candidates: {_counts(negatives.get('discarded'))}"]
+    leakage = audit.get("leakage")
+    if leakage is not None:
+        lines += [
+            f"leakage ({leakage.get('splits', 'generated')} splits): {leakage['content_groups']} content groups, "
+            f"{leakage['shared_groups']} of several products ({leakage['shared_images']} shared images, "
+            f"{leakage['shared_titles']} shared titles); {leakage['groups_across_splits']} groups across splits",
+            f"in more than one split: {_counts(leakage.get('across_splits'))}",
+        ]
+        for overlap in leakage.get("overlaps", []):
+            key = overlap["key"][:12] if overlap["kind"] == "image" else overlap["key"][:60]
+            examples = "; ".join(f"{split}: {', '.join(ids)}" for split, ids in overlap["example_pairs"].items())
+            lines.append(f"  {overlap['kind']} {key!r}: {_counts(overlap['n_pairs'])} pairs (e.g. {examples})")
+        near = leakage.get("near_duplicates")
+        if near is not None:
+            lines.append(f"near-duplicate images ({near['method']}): {near['pairs']} pairs of {near['n_images']} "
+                         f"images, {near['across_splits']} across splits")
+            for pair in near["examples"]:
+                lines.append(f"  images {' ~ '.join(pair['images'])} (products {', '.join(pair['products'])}; "
+                             f"splits {', '.join(pair['splits']) or '-'}; distance {pair['distance']})")
+        warning = leakage_message(name, audit)
+        if warning:
+            lines.append(f"WARNING: {warning}")
+    return lines
 
 
 def _like_pattern(search: str) -> str:

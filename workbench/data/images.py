@@ -2,6 +2,12 @@
 
 Every failure is an :class:`ImageError` with a stable ``code`` (the validation issue code) and a message
 that says what is wrong and what to do about it.
+
+Size policy: an image is accepted up to Pillow's own decompression-bomb limit (``2 * Image.MAX_IMAGE_PIXELS``,
+about 179 megapixels by default), read from the header before anything is decoded. JPEGs are decoded at reduced
+scale (``Image.draft``: 1/2 to 1/8 of each side), so a 94-megapixel phone photo costs about 1.5 megapixels of
+memory. Formats without reduced decoding (PNG, WebP, TIFF …) must be decoded in full; those above
+:data:`LARGE_DECODE_PIXELS` are decoded one at a time, so concurrent probes hold at most one such image in memory.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_PIXELS = 64_000_000
+LARGE_DECODE_PIXELS = 16_000_000  # full decodes above this (≈ 48 MB as RGB) are serialised
 _CHUNK = 1 << 20
 _PROBE_SIDE = 32
 _bomb_guard_lock = threading.Lock()
+_large_decode_lock = threading.Lock()
 
 
 class ImageError(ValueError):
@@ -61,10 +68,11 @@ def sha256_text(text: str) -> str:
 
 @contextlib.contextmanager
 def _pillow_bomb_check_disabled() -> Iterator[None]:
-    """Switch off Pillow's own pixel limit while a header is parsed; the caller applies ``max_pixels`` itself.
+    """Switch off Pillow's own pixel limit while a header is parsed; the caller applies its limit itself.
 
-    Pillow refuses images above ``2 * MAX_IMAGE_PIXELS`` before we can see their size, which would make a
-    ``max_pixels`` above that limit unusable. The lock keeps concurrent callers from restoring a stale value.
+    Pillow warns above ``MAX_IMAGE_PIXELS`` and refuses above twice that before we can see the size, which would
+    make an explicit ``max_pixels`` above Pillow's limit unusable and turn accepted photos into warnings. The lock
+    keeps concurrent callers from restoring a stale value.
     """
     with _bomb_guard_lock:
         previous = Image.MAX_IMAGE_PIXELS
@@ -84,8 +92,19 @@ def _check_file(path: Path) -> None:
         raise ImageError(f"file is empty (0 bytes): {path}; re-export or re-download it", code="zero_bytes")
 
 
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
-    """Open lazily (header only) and refuse images over ``max_pixels`` before anything is decoded."""
+def _pixel_limit(max_pixels: int | None) -> tuple[int | None, str]:
+    """The limit in force and how to raise it: ``max_pixels`` if given, else Pillow's decompression-bomb limit
+    (read at call time, so a changed ``Image.MAX_IMAGE_PIXELS`` applies; ``None`` there switches it off)."""
+    if max_pixels is not None:
+        return max_pixels, "max_pixels"
+    if Image.MAX_IMAGE_PIXELS is None:
+        return None, ""
+    return 2 * Image.MAX_IMAGE_PIXELS, "Pillow's decompression-bomb limit, 2 × PIL.Image.MAX_IMAGE_PIXELS"
+
+
+def _open_checked(path: Path, max_pixels: int | None) -> Image.Image:
+    """Open lazily (header only) and refuse images over the pixel limit before anything is decoded."""
+    limit, source = _pixel_limit(max_pixels)
     try:
         with _pillow_bomb_check_disabled():
             im = Image.open(path)
@@ -98,11 +117,11 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
             f"corrupt image header in {path}: {exc}; re-export the file", code="corrupt_image"
         ) from exc
     width, height = im.size
-    if width * height > max_pixels:
+    if limit is not None and width * height > limit:
         im.close()
         raise ImageError(
             f"too large: {width}×{height} = {width * height / 1e6:.1f} megapixels > limit "
-            f"{max_pixels / 1e6:.1f}; downscale the image or raise max_pixels",
+            f"{limit / 1e6:.1f} ({source}); downscale the image, or raise the limit if you trust the file",
             code="too_large",
         )
     return im
@@ -125,8 +144,11 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _decode(path: Path, max_side: int, max_pixels: int) -> tuple[Image.Image, int, int, str]:
-    """Decode once at reduced size; return the RGB thumbnail with the original width, height and format."""
+def _decode(path: Path, max_side: int, max_pixels: int | None) -> tuple[Image.Image, int, int, str]:
+    """Decode once at reduced size; return the RGB thumbnail with the original width, height and format.
+
+    The JPEG draft is set before any pixel is read, so the decode itself happens at reduced scale.
+    """
     _check_file(path)
     im = _open_checked(path, max_pixels)
     width, height, fmt = im.size[0], im.size[1], im.format or "unknown"
@@ -134,9 +156,11 @@ def _decode(path: Path, max_side: int, max_pixels: int) -> tuple[Image.Image, in
         with im:
             if fmt == "JPEG":
                 im.draft("RGB", (max_side, max_side))
-            im.thumbnail((max_side, max_side))
-            rgb = _to_rgb(im)
-            rgb.load()
+            large = im.size[0] * im.size[1] > LARGE_DECODE_PIXELS
+            with _large_decode_lock if large else contextlib.nullcontext():
+                im.thumbnail((max_side, max_side))
+                rgb = _to_rgb(im)
+                rgb.load()
     except Image.DecompressionBombError as exc:
         raise ImageError(f"too large: {path}: {exc}", code="too_large") from exc
     except Exception as exc:  # damaged data makes Pillow's plugins raise struct.error, IndexError, …
@@ -147,18 +171,19 @@ def _decode(path: Path, max_side: int, max_pixels: int) -> tuple[Image.Image, in
 
 
 def load_image(
-    path: str | os.PathLike[str], *, max_side: int = 256, max_pixels: int = MAX_PIXELS
+    path: str | os.PathLike[str], *, max_side: int = 256, max_pixels: int | None = None
 ) -> Image.Image:
     """Load an image as RGB with its long side at most ``max_side``.
 
     JPEGs are decoded at reduced scale (``Image.draft``); other formats are decoded once and thumbnailed.
-    Raises :class:`ImageError` for missing, empty, non-image, corrupt or over-``max_pixels`` files.
+    ``max_pixels`` defaults to Pillow's decompression-bomb limit. Raises :class:`ImageError` for missing,
+    empty, non-image, corrupt or over-limit files.
     """
     return _decode(Path(path), max_side, max_pixels)[0]
 
 
-def probe_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
-    """Validate an image fully (header and a reduced decode) and hash its bytes."""
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> ImageInfo:
+    """Validate an image fully (header and a reduced decode) and hash its bytes; limits as :func:`load_image`."""
     path = Path(path)
     _, width, height, fmt = _decode(path, _PROBE_SIDE, max_pixels)
     return ImageInfo(width=width, height=height, format=fmt, sha256=sha256_file(path))

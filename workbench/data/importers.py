@@ -7,14 +7,13 @@ A reader turns a source into a :class:`RawTable` of strings; :func:`read_source`
 
 from __future__ import annotations
 
-import csv
-import io
+import codecs
 import json
 import math
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.data.grouping import normalise_text
 from workbench.data.images import (
-    MAX_PIXELS,
     ImageCache,
     ImageError,
     ImageInfo,
@@ -82,6 +81,12 @@ _SPLIT_ALIASES = {
 _CJK_OR_PUNCT = re.compile(
     r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u2000-\u206f]"
 )
+MAX_FIELD_CHARS = 10_000  # no title, id, path or URL is longer; a mapped value beyond this is a row error
+_QUOTED = re.compile(r'"[^"]*+(?:""[^"]*+)*+"')  # possessive: an unclosed quote fails in linear time
+_LINE_END = re.compile(r"\r\n|\r|\n")  # the line breaks of io.StringIO(newline=""), which csv reads
+_SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes (surrogateescape) or a broken JSON escape
+# Most non-ASCII bytes valid UTF-8: a UTF-8 file with some bad rows. GB18030 text fails as UTF-8 on ~70% of them.
+_STRAY_BYTES_SHARE = 0.5
 
 Progress = Callable[[int, int], None]
 
@@ -119,6 +124,7 @@ class ImportResult:
     data: EvalSetData
     report: ValidationReport
     bad_rows: set[int]
+    pair_rows: dict[str, int] = field(default_factory=dict)  # labelled pair id -> source row
 
 
 _IMPORTERS: dict[str, ImporterSpec] = {}
@@ -230,55 +236,124 @@ def _plausible_gb18030(text: str) -> bool:
     return len(_CJK_OR_PUNCT.findall("".join(non_ascii))) >= 0.9 * len(non_ascii)
 
 
-def _decode_source(data: bytes) -> tuple[str | None, RowIssue | None]:
-    """UTF-8 (with or without BOM), else plausible GB18030 with a warning, else a ``bad_encoding`` error."""
+def _decode_source(data: bytes) -> tuple[str, RowIssue | None]:
+    """Decode a whole text source so that a bad byte costs only the row that holds it.
+
+    UTF-8 (with or without BOM) is taken as is. Otherwise each undecodable byte is kept as a lone surrogate
+    (``surrogateescape``) and :func:`read_source` reports the rows holding one as ``bad_encoding``; a file that
+    is not mostly UTF-8 but plausible GB18030 text is decoded as GB18030 instead, both with a warning.
+    """
     try:
         return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        utf8_error = exc
-    try:
-        text = data.decode("gb18030")
     except UnicodeDecodeError:
-        text = None
-    if text is not None and _plausible_gb18030(text):
-        return text, _source_issue(
-            "fallback_encoding",
-            "decoded as GB18030, not UTF-8; check the text and re-save as UTF-8",
-            severity="warning",
-        )
-    return None, _source_issue(
+        pass
+    text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+    n_bad = len(_SURROGATE.findall(text))
+    if n_bad > _STRAY_BYTES_SHARE * sum(byte > 127 for byte in data):
+        try:
+            fallback: str | None = data.decode("gb18030")
+        except UnicodeDecodeError:
+            fallback = None
+        if fallback is not None and _plausible_gb18030(fallback):
+            return fallback, _source_issue(
+                "fallback_encoding",
+                "decoded as GB18030, not UTF-8; check the text and re-save as UTF-8",
+                severity="warning",
+            )
+    return text, _source_issue(
         "bad_encoding",
-        f"neither UTF-8 (bad byte at offset {utf8_error.start}) nor GB18030 text; re-save the file as UTF-8",
+        f"{n_bad:,} byte(s) are not UTF-8; rows with one in a used column are reported, the others are read; "
+        "re-save the file as UTF-8",
+        severity="warning",
     )
 
 
+def _read_record(text: str, pos: int, delimiter: str, rest: re.Pattern[str]) -> tuple[list[str] | None, int]:
+    """The values of the record that starts at ``pos`` and where its content ends (before the line break);
+    None when a value opens a quote that no later quote closes."""
+    values: list[str] = []
+    while True:
+        value = ""
+        if text.startswith('"', pos):
+            quoted = _QUOTED.match(text, pos)
+            if quoted is None:
+                return None, pos
+            value, pos = quoted.group()[1:-1].replace('""', '"'), quoted.end()
+        tail = rest.match(text, pos)
+        values.append(value + tail.group())
+        pos = tail.end()
+        if pos < len(text) and text[pos] == delimiter:
+            pos += 1
+        else:
+            return values, pos
+
+
+def _split_records(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | None]]:
+    """Yield ``(first line, values)`` per record, read as the csv module reads it (``"…"`` quotes a value that
+    may hold the delimiter, line breaks and ``""``), but one record at a time and without a size limit.
+
+    A stray quote costs only its row: a record whose quote is never closed, or that runs over several lines and
+    has more values than the header (the quote was closed by a later row's), yields ``(line, None)``, and
+    reading goes on at its second line. (The csv module reads the rest of the file into that one value.)
+    """
+    rest = re.compile(f"[^{re.escape(delimiter)}\r\n]*")
+    pos, line, n, width = 0, 1, len(text), None
+    while pos < n:
+        newline = _LINE_END.search(text, pos)
+        first_stop = newline.start() if newline else n
+        if '"' not in text[pos:first_stop]:  # no quotes: the csv module splits such a line at the delimiter
+            values: list[str] | None = text[pos:first_stop].split(delimiter)
+            stop = first_stop
+        else:
+            values, stop = _read_record(text, pos, delimiter, rest)
+            if values is None or (width is not None and stop > first_stop and len(values) > width):
+                values, stop = None, first_stop
+        end = _LINE_END.match(text, stop)
+        after = end.end() if end else stop
+        yield line, values
+        if width is None and values is not None and any(value.strip() for value in values):
+            width = len(values)
+        line += len(_LINE_END.findall(text, pos, after))
+        pos = after
+
+
 def _read_delimited(path: Path, delimiter: str) -> RawTable:
+    """Header from the first non-blank record; a malformed record costs only its own row."""
     table = RawTable()
     text, issue = _decode_source(path.read_bytes())
     if issue is not None:
         table.issues.append(issue)
-    if text is None:
-        return table
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     row = 0
-    try:
-        header = next(reader, [])
-        table.columns = [c.strip() for c in header]
-        for record in reader:
-            if not any(value.strip() for value in record):
-                continue
-            row += 1
-            if len(record) > len(table.columns):
-                message = (
-                    f"{len(record)} values for {len(table.columns)} columns; quote values with {delimiter!r}"
+    for line, values in _split_records(text, delimiter):
+        if values is not None and not any(value.strip() for value in values):
+            continue
+        if not table.columns:
+            if values is None or _SURROGATE.search("".join(values)):
+                code, problem = (
+                    ("unreadable_source", "has a quote that is never closed")
+                    if values is None
+                    else ("bad_encoding", "is not UTF-8 text")
                 )
-                table.add(row, "source", "malformed_row", message)
-                continue
-            record += [""] * (len(table.columns) - len(record))
-            table.rows.append((row, dict(zip(table.columns, record, strict=True))))
-    except csv.Error as exc:
+                table.issues.append(_source_issue(code, f"the header (line {line}) {problem}; fix it"))
+                return table
+            table.columns = [c.strip() for c in values]
+            continue
         row += 1
-        table.add(row, "source", "malformed_row", f"unreadable from here on ({exc}); fix the quoting")
+        if values is None:
+            message = (
+                f"line {line}: a value opens a quote that is never closed, or only by a later row; close it "
+                '(inside a quoted value, write a quote as "")'
+            )
+            table.add(row, "source", "malformed_row", message)
+        elif len(values) > len(table.columns):
+            message = (
+                f"line {line}: {len(values)} values for {len(table.columns)} columns; "
+                f"quote values that contain {delimiter!r}"
+            )
+            table.add(row, "source", "malformed_row", message)
+        else:
+            values += [""] * (len(table.columns) - len(values))
+            table.rows.append((row, dict(zip(table.columns, values, strict=True))))
     table.n_rows = row
     return table
 
@@ -297,8 +372,10 @@ def _to_str(value: Any) -> str:
         if math.isnan(value):
             return ""
         return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")  # binary string columns of older Parquet writers
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
 
 
@@ -319,6 +396,10 @@ def _read_jsonl(path: Path) -> RawTable:
             message = f"line {number} is not valid JSON ({exc.msg}, column {exc.colno}); fix or remove it"
             table.add(number, "source", "bad_json", message)
             continue
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting thousands deep
+            message = f"line {number} cannot be read as JSON ({type(exc).__name__}: {exc}); fix or remove it"
+            table.add(number, "source", "bad_json", message[:500])
+            continue
         if not isinstance(obj, dict):
             message = f"line {number} is a JSON {type(obj).__name__}, expected an object {{...}}"
             table.add(number, "source", "bad_json", message)
@@ -333,16 +414,18 @@ def _read_jsonl(path: Path) -> RawTable:
 def _read_parquet(path: Path) -> RawTable:
     try:
         frame = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, NotImplementedError) as exc:  # Arrow's errors subclass these
         return RawTable(
             issues=[_source_issue("unreadable_source", f"cannot read Parquet file {path}: {exc}")]
         )
-    columns = [str(c) for c in frame.columns]
-    rows = [
-        (i, {c: _to_str(v) for c, v in zip(columns, record, strict=True)})
-        for i, record in enumerate(frame.itertuples(index=False, name=None), start=1)
-    ]
-    return RawTable(columns=columns, rows=rows, n_rows=len(rows))
+    table = RawTable(columns=[str(c) for c in frame.columns], n_rows=len(frame))
+    for number, record in enumerate(frame.itertuples(index=False, name=None), start=1):
+        try:
+            table.rows.append((number, {c: _to_str(v) for c, v in zip(table.columns, record, strict=True)}))
+        except UnicodeDecodeError as exc:
+            message = f"row {number} holds bytes that are not UTF-8 text ({exc.reason}); store them as UTF-8"
+            table.add(number, "source", "bad_encoding", message)
+    return table
 
 
 def _words(name: str) -> list[str]:
@@ -388,8 +471,11 @@ def _read_folder(root: Path) -> RawTable:
         except UnicodeDecodeError:
             table.add(row, "text", "bad_encoding", f"sidecar of {relative} is not UTF-8; re-save it")
             continue
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             table.add(row, "product", "bad_json", f"{meta.name}: {exc}; fix the file")
+            continue
+        except OSError as exc:
+            table.add(row, "text", "unreadable_source", f"cannot read a sidecar of {relative}: {exc}")
             continue
         table.rows.append((row, values))
     table.n_rows = len(files)
@@ -444,6 +530,35 @@ def _resolve_image(value: str, root: Path, number: int, report: ValidationReport
     return str(resolved)
 
 
+def _readable_rows(
+    rows: list[tuple[int, dict[str, str]]], fields: dict[str, str], report: ValidationReport
+) -> list[tuple[int, dict[str, str]]]:
+    """Rows whose mapped values are at most :data:`MAX_FIELD_CHARS` long and hold only decodable text; others
+    are row errors. Unmapped columns are never used, so their length or bytes cost nothing."""
+    readable = []
+    for number, values in rows:
+        fine = True
+        for name, column in fields.items():
+            value = values.get(column, "")
+            if len(value) > MAX_FIELD_CHARS:
+                fine = False
+                report.add(
+                    number,
+                    name,
+                    "field_too_long",
+                    f"{column!r} is {len(value):,} characters long; the limit is {MAX_FIELD_CHARS:,}; "
+                    "shorten it or map another column",
+                )
+            elif bad := _SURROGATE.search(value):
+                fine = False
+                code = ord(bad.group()) - 0xDC00
+                what = f"byte 0x{code:02X} is not UTF-8" if 0x80 <= code <= 0xFF else "a broken \\u escape"
+                report.add(number, name, "bad_encoding", f"{column!r}: {what}; re-save the file as UTF-8")
+        if fine:
+            readable.append((number, values))
+    return readable
+
+
 def _parse_label(raw: str, number: int, report: ValidationReport) -> int | None:
     value = raw.strip().lower()
     if value in _LABELS:
@@ -493,7 +608,7 @@ def _parse_row(
 
 
 def _probe_all(
-    keys: list[str], cache: ImageCache | None, max_pixels: int, progress: Progress | None
+    keys: list[str], cache: ImageCache | None, max_pixels: int | None, progress: Progress | None
 ) -> dict[str, tuple[Path, ImageInfo] | ImageError]:
     """Fetch and probe each distinct image once, four at a time to overlap IO; progress runs here."""
 
@@ -571,14 +686,27 @@ def _frame(records: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
-def _build(rows: list[_Row], probes: dict[str, Any], labelled: bool, report: ValidationReport) -> EvalSetData:
-    """Assemble the eval set from rows without errors; products and categories must agree across rows."""
+def _image_id(key: str, root: Path) -> str:
+    """From the URL or the path relative to the image root, so ids do not depend on where the files live."""
+    return sha256_text(key if is_url(key) else Path(key).relative_to(root).as_posix())[:16]
+
+
+def _build(
+    rows: list[_Row], probes: dict[str, Any], labelled: bool, report: ValidationReport, root: Path
+) -> tuple[EvalSetData, dict[str, int]]:
+    """Assemble the eval set from rows without errors; products and categories must agree across rows.
+
+    Ids come from content (normalised text and its product, the image's path relative to ``root`` or its URL),
+    never from absolute paths. Also returns the source row of each labelled pair.
+    """
     products: dict[str, str | None] = {}
     attributes: dict[tuple[str, str, str], None] = {}
     images: dict[str, tuple] = {}
     image_rows: dict[str, int] = {}
     texts: dict[tuple[str | None, str], tuple] = {}
     pairs: list[tuple] = []
+    pair_rows: dict[str, int] = {}
+    pair_keys: dict[tuple[str, str], int] = {}
     bad = report.bad_rows
     for row in rows:
         key = row.image_key
@@ -607,26 +735,38 @@ def _build(rows: list[_Row], probes: dict[str, Any], labelled: bool, report: Val
             products[product] = category
         for name, value in row.attributes.items():
             attributes[(product, name, value)] = None
+        text_product = product if row.label != 0 else None
+        text_key = (text_product, normalise_text(row.text))
+        image_id = known[0] if known else _image_id(key, root)
+        text_id = texts[text_key][0] if text_key in texts else sha256_text(f"{text_product or ''}\n{text_key[1]}")[:16]
+        if labelled and (image_id, text_id) in pair_keys:
+            report.add(
+                row.number,
+                "text",
+                "duplicate_row",
+                f"repeats row {pair_keys[(image_id, text_id)]} (same image, same text up to case and spaces); "
+                "remove the duplicate",
+            )
+            continue
         if known is None:
             local, info = probes[key]
-            images[key] = (sha256_text(key)[:16], product, str(local), info.sha256, info.width, info.height)
+            images[key] = (image_id, product, str(local), info.sha256, info.width, info.height)
             image_rows[key] = row.number
-        text_product = product if row.label != 0 else None
-        text_key = (text_product, row.text)
         if text_key not in texts:
-            text_id = sha256_text(f"{text_product or ''}\n{row.text}")[:16]
             texts[text_key] = (text_id, text_product, row.text, row.language, sha256_text(row.text))
         if labelled:
-            image_id, text_id = images[key][0], texts[text_key][0]
             pair_id = row.row_id or sha256_text(f"{image_id}\n{text_id}")[:16]
-            pairs.append((pair_id, image_id, text_id, row.label, row.split, "labelled", None))
-    return EvalSetData(
+            pairs.append((pair_id, image_id, text_id, row.label, row.split, "labelled", None, None, None))
+            pair_rows[pair_id] = row.number
+            pair_keys[(image_id, text_id)] = row.number
+    data = EvalSetData(
         products=_frame(list(products.items()), PRODUCT_COLUMNS),
         attributes=_frame(list(attributes), ATTRIBUTE_COLUMNS),
         images=_frame(list(images.values()), IMAGE_COLUMNS),
         texts=_frame(list(texts.values()), TEXT_COLUMNS),
         pairs=_frame(pairs, PAIR_COLUMNS) if labelled else None,
     )
+    return data, pair_rows
 
 
 def read_source(
@@ -636,7 +776,7 @@ def read_source(
     mapping: Mapping[str, str | None] | None = None,
     image_root: str | os.PathLike[str] | None = None,
     image_cache: ImageCache | None = None,
-    max_pixels: int = MAX_PIXELS,
+    max_pixels: int | None = None,
     progress: Progress | None = None,
 ) -> ImportResult:
     """Read, validate and convert one source; bad rows are reported and left out of ``data``.
@@ -671,7 +811,8 @@ def read_source(
             severity="warning",
         )
     root = Path(image_root if image_root is not None else path if path.is_dir() else path.parent).resolve()
-    rows = [_parse_row(number, values, fields, root, report) for number, values in table.rows]
+    readable = _readable_rows(table.rows, fields, report)
+    rows = [_parse_row(number, values, fields, root, report) for number, values in readable]
     keys = list(dict.fromkeys(row.image_key for row in rows if row.image_key is not None))
     probes = _probe_all(keys, image_cache, max_pixels, progress)
     for row in rows:
@@ -679,5 +820,5 @@ def read_source(
         if isinstance(result, ImageError):
             report.add(row.number, "image", result.code, str(result))
     _check_between_rows(rows, labelled, report)
-    data = _build(rows, probes, labelled, report)
-    return ImportResult(data, report, report.bad_rows)
+    data, pair_rows = _build(rows, probes, labelled, report, root)
+    return ImportResult(data, report, report.bad_rows, pair_rows)

@@ -1,50 +1,72 @@
-"""Product-level splits and seeded negative generation.
+"""Content-group splits and the labelled pairs of an eval set.
 
-Splits are made by product (no product on two sides), stratified by category, deterministic from the seed.
-Every negative pairs an image with a text from the *same split*, so nothing leaks across splits.
+Splits assign whole content groups (no product, image or title on two sides), stratified by category,
+deterministic from the seed. Every negative pairs an image with a text from the *same split* (see
+:mod:`workbench.data.negatives`), so nothing leaks across splits.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 
-from workbench.data.model import PAIR_COLUMNS, SPLITS, EvalSetData
-from workbench.data.vocab import swap_attribute
+from workbench.data.grouping import content_groups
+from workbench.data.model import PAIR_COLUMNS, TEXT_COLUMNS, EvalSetData
+from workbench.data.negatives import NEGATIVE_KINDS, draw_negatives, stable_id
 
-NEGATIVE_KINDS = ("random", "hard", "attribute")
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 
 
-def _stable_id(prefix: str, *parts: str) -> str:
-    return prefix + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:12]
-
-
 def split_products(
-    products: pd.DataFrame, *, seed: int = 0, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    products: pd.DataFrame,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    groups: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Map each product id to train/val/test, stratified by category, deterministic for a seed."""
+    """Map each product id to train/val/test, whole content groups together, stratified by category.
+
+    ``groups`` maps every product id to its content group (see :func:`workbench.data.grouping.content_groups`)
+    so that products sharing image bytes or a title never sit on two sides of a split; None makes each product
+    its own group. A group's category is its members' most common one (ties: the smallest name). Fractions hold
+    in products: the shuffled order of groups is cut where each group's middle product falls. Deterministic for
+    a seed and independent of row order.
+    """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    ids = products["product_id"].astype(str)
+    if groups is None:
+        group_of = ids
+    else:
+        missing = sorted(set(ids) - set(groups))
+        if missing:
+            raise ValueError(
+                f"groups has no entry for {len(missing)} product(s), e.g. {missing[:5]}; map every product id "
+                "to its group (content_groups(data) does)"
+            )
+        group_of = ids.map(lambda p: str(groups[p]))
+    frame = pd.DataFrame({"group": group_of.to_numpy(), "category": products["category"].fillna("").astype(str)
+                          .to_numpy()})
+    counts = frame.value_counts(["group", "category"]).reset_index(name="n")
+    counts = counts.sort_values(["group", "n", "category"], ascending=[True, False, True], kind="stable")
+    first = counts.drop_duplicates("group")
+    names = first["group"].to_numpy()
+    categories = first["category"].to_numpy()
+    sizes = frame["group"].value_counts().reindex(names).to_numpy()
     rng = np.random.default_rng(seed)
-    categories = products["category"].fillna("").astype(str).to_numpy()
-    ids = products["product_id"].astype(str).to_numpy()
-    # Each product gets its quantile within its own (shuffled) category; cutting the global order by those
+    # Each group gets its quantile within its own (shuffled) category; cutting the global order by those
     # quantiles stratifies by category while keeping the global fractions even for tiny categories.
-    position = np.empty(len(ids))
+    position = np.empty(len(names))
     for category in sorted(set(categories)):
-        members = np.flatnonzero(categories == category)
-        members = members[np.argsort(ids[members], kind="stable")]
+        members = np.flatnonzero(categories == category)  # already sorted by group name
         position[members[rng.permutation(len(members))]] = (np.arange(len(members)) + rng.random()) / len(members)
-    order = np.lexsort((ids, position))
+    order = np.lexsort((names, position))
+    middle = np.cumsum(sizes[order]) - sizes[order] / 2
     n_train = int(round(fractions[0] * len(ids)))
     n_val = int(round(fractions[1] * len(ids)))
-    assignment: dict[str, str] = {}
-    for rank, idx in enumerate(order):
-        assignment[ids[idx]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
-    return assignment
+    split_of = dict(zip(names[order], np.where(middle < n_train, "train",
+                                               np.where(middle < n_train + n_val, "val", "test")), strict=True))
+    return {product: str(split_of[group]) for product, group in zip(ids, group_of, strict=True)}
 
 
 def _positive_pairs(images: pd.DataFrame, texts: pd.DataFrame) -> list[tuple[str, str]]:
@@ -65,17 +87,6 @@ def _positive_pairs(images: pd.DataFrame, texts: pd.DataFrame) -> list[tuple[str
     return sorted(pairs)
 
 
-def _draw_other_product(
-    pool: list[str], text_product: dict[str, object], product: object, rng: np.random.Generator, tries: int = 32
-) -> str | None:
-    """A random text from ``pool`` that belongs to another product (None if there seems to be none)."""
-    for _ in range(tries if pool else 0):
-        candidate = pool[int(rng.integers(len(pool)))]
-        if text_product[candidate] != product:
-            return candidate
-    return None
-
-
 def make_pairs(
     data: EvalSetData,
     *,
@@ -83,64 +94,42 @@ def make_pairs(
     seed: int = 0,
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
 ) -> EvalSetData:
-    """Return a copy of ``data`` with labelled pairs: positives plus one negative of each kind per positive.
+    """Return a copy of ``data`` with labelled pairs: positives plus at most one negative of each kind per positive.
 
     Sources that already carry labelled pairs keep them; rows without a split get their product's split.
-    Attribute-swap negatives add counterfactual texts (``product_id`` None) to ``texts``.
+    Attribute-swap negatives add counterfactual texts (``product_id`` None) to ``texts``. ``audit["negatives"]``
+    counts the negatives by kind, the swaps by attribute and the discarded candidates by reason (see
+    :mod:`workbench.data.negatives`). Deterministic for a seed, whatever the order of the rows.
     """
     unknown = sorted(set(negatives) - set(NEGATIVE_KINDS))
     if unknown:
         raise ValueError(f"Unknown negative kind(s) {unknown}. Available: {list(NEGATIVE_KINDS)}")
-    assignment = split_products(data.products, seed=seed, fractions=fractions)
-    image_product = dict(zip(data.images["image_id"], data.images["product_id"], strict=True))
+    groups = content_groups(data)
+    assignment = split_products(data.products, seed=seed, fractions=fractions, groups=groups)
+    image_product = dict(zip(data.images["image_id"], data.images["product_id"].astype(str), strict=True))
 
     if data.pairs is not None:
         pairs = data.pairs.copy()
+        for column in PAIR_COLUMNS:
+            if column not in pairs:
+                pairs[column] = None
         missing = pairs["split"].isna()
         pairs.loc[missing, "split"] = [assignment[image_product[i]] for i in pairs.loc[missing, "image_id"]]
-        return EvalSetData(data.products, data.attributes, data.images, data.texts, pairs[list(PAIR_COLUMNS)])
+        kinds = pairs.loc[pairs["label"] == 0, "pair_kind"].value_counts()
+        audit = {"by_kind": {str(k): int(n) for k, n in sorted(kinds.items())}, "swaps_by_attribute": {},
+                 "discarded": {}}
+        return EvalSetData(data.products, data.attributes, data.images, data.texts, pairs[list(PAIR_COLUMNS)],
+                           audit={**data.audit, "negatives": audit})
 
-    rng = np.random.default_rng(seed)
     texts = data.texts.sort_values("text_id").reset_index(drop=True)
-    text_rows = texts.set_index("text_id")
-    category = dict(zip(data.products["product_id"], data.products["category"], strict=True))
-    by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
-    by_split_category: dict[tuple[str, object], list[str]] = {}
-    for text_id, product in zip(texts["text_id"], texts["product_id"], strict=True):
-        if product is None or pd.isna(product):
-            continue
-        split = assignment[product]
-        by_split[split].append(text_id)
-        by_split_category.setdefault((split, category.get(product)), []).append(text_id)
-
-    text_product = dict(zip(texts["text_id"], texts["product_id"], strict=True))
-    rows: list[tuple] = []
-    new_texts: list[dict] = []
-    for image_id, text_id in _positive_pairs(data.images, texts):
-        product = image_product[image_id]
-        split = assignment[product]
-        rows.append((_stable_id("pp-", image_id, text_id), image_id, text_id, 1, split, "positive", None))
-        for kind in negatives:
-            if kind == "attribute":
-                source = text_rows.loc[text_id]
-                swap = swap_attribute(str(source["text"]), rng, language=source["language"])
-                if swap is None:
-                    continue
-                neg_text_id = _stable_id("tx-", text_id, swap.text)
-                new_texts.append(
-                    {"text_id": neg_text_id, "product_id": None, "text": swap.text, "language": source["language"],
-                     "sha256": hashlib.sha256(swap.text.encode()).hexdigest()}
-                )
-                rows.append((_stable_id("pa-", image_id, neg_text_id), image_id, neg_text_id, 0, split, kind,
-                             swap.attribute))
-                continue
-            pool = by_split[split] if kind == "random" else by_split_category.get((split, category.get(product)), [])
-            neg_text_id = _draw_other_product(pool, text_product, product, rng)
-            if neg_text_id is None:
-                continue
-            rows.append((_stable_id(f"p{kind[0]}-", image_id, neg_text_id), image_id, neg_text_id, 0, split, kind,
-                         None))
-    pairs = pd.DataFrame(rows, columns=list(PAIR_COLUMNS)).drop_duplicates("pair_id").reset_index(drop=True)
-    if new_texts:
-        texts = pd.concat([texts, pd.DataFrame(new_texts)], ignore_index=True).drop_duplicates("text_id")
-    return EvalSetData(data.products, data.attributes, data.images, texts.reset_index(drop=True), pairs)
+    positives = _positive_pairs(data.images, texts)
+    drawn = draw_negatives(data, positives, split_of=assignment, groups=groups, kinds=tuple(negatives), seed=seed)
+    rows = [(stable_id("pp-", i, t), i, t, 1, assignment[image_product[i]], "positive", None, None, None)
+            for i, t in positives]
+    pairs = pd.DataFrame(rows + drawn.rows, columns=list(PAIR_COLUMNS), dtype=object)  # missing stays None
+    pairs["label"] = pairs["label"].astype("int64")
+    if drawn.texts:
+        texts = pd.concat([texts, pd.DataFrame(drawn.texts, columns=list(TEXT_COLUMNS))], ignore_index=True)
+        texts = texts.drop_duplicates("text_id").reset_index(drop=True)
+    return EvalSetData(data.products, data.attributes, data.images, texts, pairs,
+                       audit={**data.audit, "negatives": drawn.audit})

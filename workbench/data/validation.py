@@ -14,7 +14,7 @@ ISSUE_CODES = frozenset(
     {
         # source file
         "missing_column", "bad_encoding", "fallback_encoding", "unreadable_source", "bad_json",
-        "malformed_row",
+        "malformed_row", "field_too_long", "import_failed",
         # images
         "empty_path", "missing_file", "zero_bytes", "not_image", "corrupt_image", "too_large",
         "path_escapes_root", "url_failed",
@@ -22,7 +22,7 @@ ISSUE_CODES = frozenset(
         "empty_text", "non_numeric_label", "invalid_label", "unknown_split",
         # consistency between rows
         "duplicate_id", "duplicate_row", "conflicting_label", "conflicting_product", "conflicting_category",
-        "ignored_column",
+        "ignored_column", "split_leakage",
     }
 )  # fmt: skip
 

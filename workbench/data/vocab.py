@@ -1,18 +1,32 @@
-"""Bilingual (English/Chinese) product attribute vocabulary.
+"""Bilingual (English/Chinese) product attribute vocabulary, and the swap vocabulary of one eval set.
 
-One table serves the synthetic catalogue (titles), attribute-swap negatives and the fusion heads' multi-hot
-tag vectors, so a word the catalogue writes is always a word the matcher can find. Every surface form belongs
-to exactly one canonical value; matching takes the longest form first, so "navy blue" is navy (not blue) and
-"solid wood" is a material (not the solid pattern).
+``ATTRIBUTES`` is one table for the synthetic catalogue (titles) and the fusion heads' multi-hot tag vectors, so
+a word the catalogue writes is always a word the matcher can find. Every surface form belongs to exactly one
+canonical value; matching takes the longest form first, so "navy blue" is navy (not blue) and "solid wood" is a
+material (not the solid pattern).
+
+Attribute-swap negatives use :func:`catalogue_vocabulary` instead: the words of the eval set itself (its
+categories and ``attr.*`` values), plus the lexicon's colours, materials and patterns only where this
+catalogue's titles use them, matched as whole words (jieba for Chinese, word boundaries for English).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+
+from workbench.data.grouping import normalise_text
+from workbench.data.model import EvalSetData
+
+if TYPE_CHECKING:
+    import jieba
 
 LANGUAGES = ("en", "zh")
 
@@ -99,16 +113,6 @@ _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 
 @dataclass(frozen=True)
-class SwapResult:
-    """A text with one attribute surface form replaced by a form of another value of that attribute."""
-
-    text: str
-    attribute: str
-    old_value: str
-    new_value: str
-
-
-@dataclass(frozen=True)
 class _Match:
     start: int
     end: int
@@ -125,6 +129,11 @@ def detect_language(text: str) -> str:
     """
     n_cjk = len(_CJK.findall(text))
     return "zh" if n_cjk and n_cjk >= len(_LATIN_WORD.findall(text)) else "en"
+
+
+def contains_han(text: str) -> bool:
+    """Whether ``text`` has a Chinese (Han) character; a swap puts Chinese words only where Chinese ones were."""
+    return bool(_CJK.search(text))
 
 
 @cache
@@ -190,38 +199,221 @@ def find_attributes(text: str, language: str | None = None) -> dict[str, str]:
     return {name: found[name].value for name in ATTRIBUTES if name in found}
 
 
-def _match_case(form: str, old: str) -> str:
-    return form[0].upper() + form[1:] if old[:1].isupper() and form[:1].islower() else form
+# --- the swap vocabulary of one eval set --------------------------------------------------------------------
+
+SWAP_LEXICON = ("color", "material", "pattern")
+# Brands are rarely legible in product photos (the synthetic catalogue never renders one), so a brand swap
+# would be a "negative" that the image cannot contradict. The runner keeps brand out of its targets likewise.
+UNSWAPPED_ATTRIBUTES = frozenset({"brand"})
+_HAN_RUN = re.compile(_CJK.pattern + "+")
+_jieba_lock = threading.Lock()
 
 
-def swap_attribute(
-    text: str,
-    rng: np.random.Generator,
-    *,
-    attributes: tuple[str, ...] = ("color", "material", "pattern", "category"),
-    language: str | None = None,
-) -> SwapResult | None:
-    """Replace one attribute word by a word of another value of the same attribute, in the same language.
+@dataclass(frozen=True)
+class Occurrence:
+    """``text[start:end]`` is a whole-word form of ``value`` (a value name of ``attribute``)."""
 
-    Candidates are tried in random order; a swap is kept only if matching the new text finds the new value and
-    leaves the other attributes unchanged. Returns None when the text has nothing swappable.
+    start: int
+    end: int
+    attribute: str
+    value: str
+
+
+@dataclass
+class CatalogueVocabulary:
+    """The swap vocabulary of one eval set: attribute -> value name -> surface forms, matched as whole words.
+
+    A form matches only where the text has word boundaries at both of its ends: jieba's segmentation (with this
+    catalogue's words in a private dictionary) inside Chinese, and non-alphanumerics or a change of script
+    elsewhere. Where forms overlap, the longest wins. ``product_values`` maps each product to the value names
+    the eval set records for it (its category and attributes). Built by :func:`catalogue_vocabulary`.
     """
-    unknown = [a for a in attributes if a not in ATTRIBUTES]
-    if unknown:
-        raise ValueError(f"unknown attributes {unknown}; expected a subset of {list(ATTRIBUTES)}")
-    before = find_attributes(text, language)
-    matches = [m for m in _find_matches(text, language) if m.attribute in attributes]
-    for i in rng.permutation(len(matches)):
-        m = matches[i]
-        others = [v for v in ATTRIBUTES[m.attribute] if v != m.value]
-        for j in rng.permutation(len(others)):
-            new_value = others[j]
-            forms = ATTRIBUTES[m.attribute][new_value][m.language]
-            form = _match_case(forms[int(rng.integers(len(forms)))], text[m.start : m.end])
-            new_text = text[: m.start] + form + text[m.end :]
-            if find_attributes(new_text, language) == {**before, m.attribute: new_value}:
-                return SwapResult(new_text, m.attribute, m.value, new_value)
-    return None
+
+    values: dict[str, dict[str, tuple[str, ...]]]
+    product_values: dict[str, dict[str, str]]
+    tokenizer: jieba.Tokenizer = field(repr=False)
+    _forms: dict[str, tuple[str, str]] = field(init=False, repr=False)
+    _scripted: dict[tuple[str, str, bool], tuple[str, ...]] = field(init=False, repr=False)
+    _longest: int = field(init=False, repr=False)
+    _boundaries_of: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
+    _occurrences_of: dict[str, list[Occurrence]] = field(default_factory=dict, init=False, repr=False)
+    _eligible: dict[tuple[str, tuple[bool, ...]], tuple[str, ...]] = field(default_factory=dict, init=False,
+                                                                          repr=False)
+
+    def __post_init__(self) -> None:
+        self._forms = {}
+        for attribute, values in self.values.items():
+            for value, forms in values.items():
+                for form in forms:
+                    if self._forms.setdefault(form.casefold(), (attribute, value)) != (attribute, value):
+                        raise ValueError(f"form {form!r} is claimed by {self._forms[form.casefold()]} and "
+                                         f"{(attribute, value)}; give every form one value")
+        self._longest = max((len(form) for form in self._forms), default=0)
+        scripted: dict[tuple[str, str, bool], list[str]] = defaultdict(list)
+        for attribute, values in self.values.items():
+            for value, forms in values.items():
+                for form in forms:
+                    scripted[(attribute, value, contains_han(form))].append(form)
+        self._scripted = {key: tuple(forms) for key, forms in scripted.items()}
+
+    def occurrences(self, text: str) -> list[Occurrence]:
+        """Whole-word occurrences of the vocabulary's forms in ``text``, in text order, none overlapping."""
+        cached = self._occurrences_of.get(text)
+        if cached is None:
+            cached = self._occurrences_of[text] = self._find(text)
+        return list(cached)
+
+    def forms(self, attribute: str, value: str, *, han: bool) -> tuple[str, ...]:
+        """The forms of ``value`` with (``han``) or without Chinese characters."""
+        return self._scripted.get((attribute, value, han), ())
+
+    def values_with_forms(self, attribute: str, scripts: tuple[bool, ...]) -> tuple[str, ...]:
+        """Values of ``attribute`` that have a form in each script (with Chinese characters or without)."""
+        key = (attribute, scripts)
+        if key not in self._eligible:
+            self._eligible[key] = tuple(v for v in self.values.get(attribute, {})
+                                        if all((attribute, v, han) in self._scripted for han in scripts))
+        return self._eligible[key]
+
+    def _find(self, text: str) -> list[Occurrence]:
+        cuts = self._boundaries(text)
+        found = []
+        for k, start in enumerate(cuts):
+            for end in cuts[k + 1 :]:
+                if end - start > self._longest:
+                    break
+                hit = self._forms.get(text[start:end].casefold())
+                if hit is not None:
+                    found.append(Occurrence(start, end, *hit))
+        found.sort(key=lambda o: (o.start - o.end, o.start))
+        taken = [False] * len(text)
+        chosen = []
+        for o in found:
+            if not any(taken[o.start : o.end]):
+                taken[o.start : o.end] = [True] * (o.end - o.start)
+                chosen.append(o)
+        return sorted(chosen, key=lambda o: o.start)
+
+    def named(self, text: str) -> dict[str, set[str]]:
+        """Attribute -> the value names ``text`` mentions as whole words."""
+        named: dict[str, set[str]] = defaultdict(set)
+        for o in self.occurrences(text):
+            named[o.attribute].add(o.value)
+        return dict(named)
+
+    def _boundaries(self, text: str) -> list[int]:
+        cuts = self._boundaries_of.get(text)
+        if cuts is None:
+            edges = {0, len(text)}
+            for i in range(1, len(text)):
+                left, right = text[i - 1], text[i]
+                if not (left.isalnum() and right.isalnum()) or bool(_CJK.match(left)) != bool(_CJK.match(right)):
+                    edges.add(i)
+            for run in _HAN_RUN.finditer(text):
+                edges.update(run.start() + start for _, start, _ in self.tokenizer.tokenize(run.group()))
+            cuts = self._boundaries_of[text] = sorted(edges)
+        return cuts
+
+
+@cache
+def _lexicon_lookup() -> dict[tuple[str, str], str]:
+    """(attribute, normalised value name or form) -> canonical lexicon value."""
+    table: dict[tuple[str, str], str] = {}
+    for attribute, values in ATTRIBUTES.items():
+        for value, by_language in values.items():
+            for form in (value, *(f for forms in by_language.values() for f in forms)):
+                table.setdefault((attribute, normalise_text(form)), value)
+    return table
+
+
+@cache
+def _base_dictionary() -> tuple[dict[str, int], int]:
+    import jieba
+
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer.FREQ, tokenizer.total
+
+
+def _private_tokenizer(words: set[str]) -> jieba.Tokenizer:
+    """A jieba tokenizer of its own (jieba's dictionary copied, ``words`` added), so nothing leaks between
+    eval sets or threads through jieba's global dictionary."""
+    import jieba
+
+    with _jieba_lock:
+        freq, total = _base_dictionary()
+    tokenizer = jieba.Tokenizer()
+    tokenizer.FREQ, tokenizer.total, tokenizer.initialized = dict(freq), total, True
+    for word in sorted(words):  # sorted: a word's suggested frequency depends on the words added before it
+        tokenizer.add_word(word)
+    return tokenizer
+
+
+def _is_single_han(form: str) -> bool:
+    return len(form) == 1 and bool(_CJK.match(form))
+
+
+def catalogue_vocabulary(data: EvalSetData, *, skip: frozenset[str] = UNSWAPPED_ATTRIBUTES) -> CatalogueVocabulary:
+    """The swap vocabulary of ``data``: its own categories and attribute values, plus lexicon words it uses.
+
+    Values come from the category column and the ``attributes`` frame (except the ``skip`` attributes), each
+    with its own string as a form. A value that is a lexicon value of the same attribute (``ATTRIBUTES``; e.g.
+    category "phone" or colour "红色") also gets the lexicon's forms of it that occur as whole words in this
+    eval set's texts, and lexicon colours, materials and patterns the texts use become values too. Nothing
+    else of the lexicon is used (no demo category reaches a user's eval set), nor any single Chinese character
+    the eval set does not declare itself: 红 in 红米 or 口红 is no colour. Deterministic and independent of row
+    order.
+    """
+    declared: list[tuple[str, str, str]] = []  # (attribute, value as written, product); category first
+    for product, category in zip(data.products["product_id"], data.products["category"], strict=True):
+        if not pd.isna(category) and str(category).strip():
+            declared.append(("category", str(category).strip(), str(product)))
+    attributes = data.attributes[["product_id", "name", "value"]]
+    declared += sorted((str(n), str(v).strip(), str(p)) for p, n, v in attributes.itertuples(index=False)
+                       if not pd.isna(v) and str(v).strip())
+    declared = sorted(declared, key=lambda d: (d[0] != "category", d))
+    lexicon = _lexicon_lookup()
+
+    # Every candidate form, casefolded -> (attribute, identity, form as written, declared); a form claimed
+    # twice keeps its first claim: declared values (category first), then the lexicon.
+    candidates: dict[str, tuple[str, str, str, bool]] = {}
+    names: dict[tuple[str, str], str] = {}  # (attribute, identity) -> value name: its smallest written form
+    product_keys: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+    for attribute, written, product in declared:
+        if attribute in skip:
+            continue
+        key = (attribute, lexicon.get((attribute, normalise_text(written)), normalise_text(written)))
+        names.setdefault(key, written)
+        product_keys[product][attribute] = key
+        candidates.setdefault(written.casefold(), (*key, written, True))
+    lexicon_keys = {key for key in names if key[1] in ATTRIBUTES.get(key[0], {})}
+    for attribute, value in sorted(lexicon_keys | {(a, v) for a in SWAP_LEXICON for v in ATTRIBUTES[a]}):
+        for form in (f for forms in ATTRIBUTES[attribute][value].values() for f in forms):
+            if not _is_single_han(form):
+                candidates.setdefault(form.casefold(), (attribute, value, form, False))
+    words = {run for _, w, _ in declared for run in _HAN_RUN.findall(w) if len(run) > 1}
+    words |= {run for *_, form, _ in candidates.values() for run in _HAN_RUN.findall(form) if len(run) > 1}
+    tokenizer = _private_tokenizer(words)
+
+    # Keep declared forms, and the lexicon forms that the texts use as whole words.
+    everything: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
+    for attribute, identity, form, _ in candidates.values():
+        everything[attribute][identity] = (*everything[attribute].get(identity, ()), form)
+    scan = CatalogueVocabulary(dict(everything), {}, tokenizer)
+    kept = {key for key, claim in candidates.items() if claim[3]}
+    for text in sorted(set(data.texts["text"].dropna().astype(str))):
+        kept.update(text[o.start : o.end].casefold() for o in scan.occurrences(text))
+    values: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for key in sorted(kept):
+        attribute, identity, form, _ = candidates[key]
+        values[attribute].setdefault(names.get((attribute, identity), identity), []).append(form)
+    vocabulary = CatalogueVocabulary(
+        {a: {v: tuple(sorted(f)) for v, f in sorted(by_value.items())} for a, by_value in sorted(values.items())},
+        {p: {a: names[key] for a, key in keys.items()} for p, keys in sorted(product_keys.items())},
+        tokenizer,
+    )
+    vocabulary._boundaries_of.update(scan._boundaries_of)  # same tokenizer, same boundaries
+    return vocabulary
 
 
 @cache

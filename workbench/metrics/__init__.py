@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from .calibration import (
+    CALIBRATION_METHODS,
+    Calibrator,
+    bootstrap_calibration_metrics,
+    brier_score_loss,
+    calibration_metrics,
+    calibrator_from_dict,
+    fit_calibrator,
+)
 from .classification import (
     THRESHOLD_POLICIES,
     choose_threshold,
@@ -14,7 +23,14 @@ from .classification import (
 )
 from .classification import UNDEFINED_POLICIES as _PAIR_POLICIES
 from .diagnostics import alignment, hubness, modality_gap, uniformity
-from .registry import FAMILIES, HEADLINE_METRICS, MetricSpec, get_metric, list_metrics
+from .registry import (
+    FAMILIES,
+    HEADLINE_METRICS,
+    RETRIEVAL_TABLE_KEYS,
+    MetricSpec,
+    get_metric,
+    list_metrics,
+)
 from .retrieval import (
     TIE_POLICIES,
     RetrievalResult,
@@ -32,27 +48,36 @@ from .stats import (
     mcnemar,
     paired_bootstrap,
 )
-from .zeroshot import zeroshot_metrics
+from .zeroshot import UNDEFINED_POLICIES as _ZEROSHOT_POLICIES
+from .zeroshot import zeroshot_metrics, zeroshot_metrics_from_ranks, zeroshot_ranks
 
-UNDEFINED_POLICIES: dict[str, str] = {**_PAIR_POLICIES, **_RETRIEVAL_POLICIES}
+UNDEFINED_POLICIES: dict[str, str] = {**_PAIR_POLICIES, **_RETRIEVAL_POLICIES, **_ZEROSHOT_POLICIES}
 
 __all__ = [
     "BOOTSTRAP_PAIR_METRICS",
+    "CALIBRATION_METHODS",
     "FAMILIES",
     "HEADLINE_METRICS",
+    "RETRIEVAL_TABLE_KEYS",
     "THRESHOLD_POLICIES",
     "TIE_POLICIES",
     "UNDEFINED_POLICIES",
+    "Calibrator",
     "MetricSpec",
     "RetrievalResult",
     "alignment",
+    "bootstrap_calibration_metrics",
     "bootstrap_ci",
     "bootstrap_pair_metrics",
+    "brier_score_loss",
+    "calibration_metrics",
+    "calibrator_from_dict",
     "choose_threshold",
     "confusion_counts",
     "delong_test",
     "encode_groups",
     "expected_calibration_error",
+    "fit_calibrator",
     "get_metric",
     "holm",
     "hubness",
@@ -68,4 +93,6 @@ __all__ = [
     "roc_curve_points",
     "uniformity",
     "zeroshot_metrics",
+    "zeroshot_metrics_from_ranks",
+    "zeroshot_ranks",
 ]

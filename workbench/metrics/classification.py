@@ -39,8 +39,10 @@ UNDEFINED_POLICIES: dict[str, str] = {
     "pair/roc_auc": "Only one class in y_true: roc_auc = NaN. Tied scores count one half (trapezoid rule).",
     "pair/pr_auc": "Average precision (scikit-learn definition: sum over distinct thresholds of "
     "(R_n - R_{n-1}) * P_n). No positive labels: NaN; tied scores form one step.",
-    "pair/brier,log_loss": "Reported only when every score lies in [0, 1] (probabilities); "
-    "otherwise omitted. log_loss clips probabilities to [eps, 1-eps] with eps = float64 machine epsilon.",
+    "pair/brier,log_loss": "pair_metrics reports them only when every score lies in [0, 1] (probabilities). "
+    "A run's stored pair/brier, pair/log_loss and pair/ece are measured on the probabilities of a calibrator "
+    "fitted on val (workbench.metrics.calibration), whatever the head's score scale. log_loss clips "
+    "probabilities to [eps, 1-eps] with eps = float64 machine epsilon.",
     "pair/threshold_ties": "choose_threshold considers only distinct score values (plus one value above the "
     "maximum, predicting no positives); among equally good thresholds the highest wins.",
 }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["MetricSpec", "FAMILIES", "HEADLINE_METRICS", "list_metrics", "get_metric"]
+__all__ = ["MetricSpec", "FAMILIES", "HEADLINE_METRICS", "RETRIEVAL_TABLE_KEYS", "list_metrics", "get_metric"]
 
 FAMILIES: tuple[str, ...] = ("pair", "retrieval", "zeroshot", "diagnostic")
 DIRECTIONS: tuple[str, ...] = ("higher", "lower")
@@ -65,13 +65,13 @@ def _pair_specs() -> list[MetricSpec]:
         ("mcc", "higher", (-1, 1), "Matthews correlation coefficient at the threshold.", thr),
         ("roc_auc", "higher", (0, 1), "Area under the ROC curve (ties count one half).", {}),
         ("pr_auc", "higher", (0, 1), "Average precision (scikit-learn definition).", {}),
-        ("brier", "lower", (0, 1), "Mean squared error of probability scores (scores in [0, 1] only).", {}),
-        ("log_loss", "lower", (0, INF), "Mean negative log-likelihood of probability scores.", {}),
+        ("brier", "lower", (0, 1), "Brier score: mean squared error of the val-calibrated match probabilities.", {}),
+        ("log_loss", "lower", (0, INF), "Mean negative log-likelihood of the val-calibrated match probabilities.", {}),
         (
             "ece",
             "lower",
             (0, 1),
-            "Expected calibration error over equal-width probability bins.",
+            "Expected calibration error of the val-calibrated probabilities over equal-width bins.",
             {"n_bins": (10, "number of equal-width bins on [0, 1]")},
         ),
     ]
@@ -95,6 +95,13 @@ def _retrieval_specs(prefix: str) -> list[MetricSpec]:
             "higher",
             (0, 1),
             f"{what}: mean fraction of a query's positives in the top k.",
+            k_ties,
+        ),
+        (
+            "precision@{k}",
+            "higher",
+            (0, 1),
+            f"{what}: mean fraction of the top k that is relevant (denominator k, even below k positives).",
             k_ties,
         ),
         ("ndcg@{k}", "higher", (0, 1), f"{what}: binary-gain nDCG of the top k (log2 discount).", k_ties),
@@ -121,7 +128,7 @@ def _other_specs() -> list[MetricSpec]:
             "higher",
             (0, 1),
             "Fraction of images whose true class is among the top-k scored class prompts.",
-            {"k": (1, "cut-off rank k")},
+            {"k": (1, "cut-off rank k"), "ties": _TIES},
         ),
         MetricSpec(
             "zeroshot/mean_per_class_recall",
@@ -129,6 +136,7 @@ def _other_specs() -> list[MetricSpec]:
             "higher",
             (0, 1),
             "Top-1 recall averaged over the classes present.",
+            {"ties": _TIES},
         ),
         MetricSpec(
             "diag/modality_gap",
@@ -172,12 +180,22 @@ _TEMPLATES: list[tuple[re.Pattern[str], MetricSpec]] = [
     if "{k}" in s.name
 ]
 
-HEADLINE_METRICS: tuple[str, ...] = (
-    "pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc",
-    "t2i/success@1", "t2i/success@5", "t2i/success@10", "t2i/recall@1", "t2i/recall@5", "t2i/recall@10",
-    "i2t/success@1", "i2t/success@5", "i2t/success@10", "i2t/recall@1", "i2t/recall@5", "i2t/recall@10",
-    "t2i/mrr", "i2t/mrr", "t2i/ndcg@10", "i2t/ndcg@10", "zeroshot/acc@1",
+# precision@1 always equals success@1 (only the first positive can rank 1), so views show it from k = 5.
+RETRIEVAL_TABLE_KEYS: tuple[str, ...] = (
+    "success@1", "success@5", "success@10", "recall@1", "recall@5", "recall@10", "precision@5", "precision@10",
+    "mrr", "map", "ndcg@10", "median_rank", "n_queries_without_positive",
 )  # fmt: skip
+"""Per-direction keys of the full retrieval table (prefix ``t2i/`` or ``i2t/``), in display order."""
+
+HEADLINE_METRICS: tuple[str, ...] = (
+    "pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc", "pair/ece",
+    "pair/brier",
+    *(f"{d}/{key}" for d in ("t2i", "i2t") for key in (
+        "success@1", "success@5", "success@10", "recall@1", "recall@5", "recall@10", "precision@5",
+        "precision@10", "mrr", "ndcg@10")),
+    "zeroshot/acc@1",
+)  # fmt: skip
+"""The leaderboard of a comparison, in column order."""
 
 
 def list_metrics(family: str | None = None) -> list[MetricSpec]:

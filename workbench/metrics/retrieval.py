@@ -3,7 +3,8 @@
 Query i is relevant to gallery item j iff ``query_groups[i] == gallery_groups[j]`` (product ids). A
 positive's rank is 1 + the number of gallery items ranked above it, found by counting (items scoring >= the
 positive) rather than sorting each row, so the cost is one pass over each row per positive (rows with
-very many positives fall back to one sort of that row).
+very many positives fall back to one sort of that row). On request each query's top-k list is kept too, ordered
+by the same tie policy, so a view can show the ranking the metrics were computed from.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ UNDEFINED_POLICIES: dict[str, str] = {
     "(fractional); metrics are evaluated on those ranks. Positives tied with each other take consecutive "
     "ranks.",
     "retrieval/nan_scores": "NaN scores raise ValueError naming how many; non-finite embeddings raise too.",
+    "retrieval/precision_denominator": "precision@k divides the relevant items in the top k by k, also when the "
+    "query has fewer than k positives (so its maximum is min(n_positives, k) / k) or the gallery has fewer than "
+    "k items.",
+    "retrieval/top_k": "top-k lists order equal scores by the tie policy: 'pessimistic' lists non-relevant items "
+    "first, 'optimistic' relevant ones first, 'average' keeps gallery order; then by gallery index.",
 }
 
 _SORT_FALLBACK_POSITIVES = 16  # above this many positives per query one row sort beats repeated passes
@@ -47,9 +53,10 @@ class RetrievalResult:
     """Per-query arrays (Q,) and aggregates (means over queries that have at least one positive).
 
     ``per_query`` keys: ``n_positives``, ``first_rank``, ``reciprocal_rank``, ``ap``, and per k ``success@k``,
-    ``recall@k``, ``ndcg@k`` (NaN for queries without positives). ``aggregate`` keys: ``success@k``,
-    ``recall@k``, ``ndcg@k``, ``mrr``, ``map``, ``median_rank``, ``mean_rank``,
-    ``n_queries_without_positive``.
+    ``recall@k``, ``precision@k``, ``ndcg@k`` (NaN for queries without positives). ``aggregate`` keys:
+    ``success@k``, ``recall@k``, ``precision@k``, ``ndcg@k``, ``mrr``, ``map``, ``median_rank``, ``mean_rank``,
+    ``n_queries_without_positive``. ``top_k_index`` / ``top_k_score`` (Q, min(top_k, G)): each query's
+    highest-ranked gallery indices and their scores, best first, when asked for with ``top_k``; else None.
     """
 
     per_query: dict[str, np.ndarray]
@@ -58,6 +65,8 @@ class RetrievalResult:
     n_queries_without_positive: int
     ties: str
     ks: tuple[int, ...] = field(default=(1, 5, 10))
+    top_k_index: np.ndarray | None = None
+    top_k_score: np.ndarray | None = None
 
 
 def _group_array(groups: Any) -> np.ndarray:
@@ -92,6 +101,7 @@ class _Positives:
     """Positive gallery indices of every query in CSR form."""
 
     def __init__(self, q_codes: np.ndarray, g_codes: np.ndarray) -> None:
+        self.q_codes, self.g_codes = q_codes, g_codes
         self.g_order = np.argsort(g_codes, kind="stable")
         g_sorted = g_codes[self.g_order]
         self.start = np.searchsorted(g_sorted, q_codes, side="left")
@@ -177,8 +187,43 @@ def _block_ranks(scores: np.ndarray, qid: np.ndarray, gidx: np.ndarray, n_pos: n
     return qid, m, rank
 
 
+def _block_top(
+    scores: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray, k: int, ties: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k highest-ranked gallery indices (B, k) of a block of queries and their scores, best first.
+
+    One partition finds each row's k largest; rows where more items tie at the k-th score than fit are redone
+    with every tied item as a candidate. Candidates sort by score, then relevance as the tie policy orders
+    it, then index.
+    """
+    n_g = scores.shape[1]
+    rows = np.arange(scores.shape[0])[:, None]
+    index = np.argpartition(scores, n_g - k, axis=1)[:, n_g - k :]
+    kth = scores[rows[:, 0], index[:, 0]]  # position n_g - k holds each row's k-th largest score
+
+    def tie_key(relevant: np.ndarray) -> np.ndarray:
+        return {"pessimistic": relevant, "optimistic": ~relevant}.get(ties, np.zeros_like(relevant))
+
+    top = scores[rows, index]
+    order = np.lexsort((index, tie_key(g_codes[index] == q_codes[:, None]), -top), axis=-1)
+    index, top = np.take_along_axis(index, order, axis=1), np.take_along_axis(top, order, axis=1)
+    crowded = np.flatnonzero(np.count_nonzero(scores >= kth[:, None], axis=1) > k)
+    for i in crowded:
+        cand = np.flatnonzero(scores[i] >= kth[i])
+        s = scores[i, cand]
+        order = np.lexsort((cand, tie_key(g_codes[cand] == q_codes[i]), -s))[:k]
+        index[i], top[i] = cand[order], s[order]
+    return index, top.astype(np.float64)
+
+
 def _finish(
-    n_pos: np.ndarray, qid: np.ndarray, m: np.ndarray, rank: np.ndarray, ks: tuple[int, ...], ties: str
+    n_pos: np.ndarray,
+    qid: np.ndarray,
+    m: np.ndarray,
+    rank: np.ndarray,
+    ks: tuple[int, ...],
+    ties: str,
+    top: tuple[np.ndarray, np.ndarray] | None,
 ) -> RetrievalResult:
     n_q = n_pos.shape[0]
     valid = n_pos > 0
@@ -205,6 +250,7 @@ def _finish(
             hit = rank <= k
             per_query[f"success@{k}"] = np.where(valid, first_rank <= k, np.nan)
             per_query[f"recall@{k}"] = per_query_mean(hit.astype(np.float64))
+            per_query[f"precision@{k}"] = np.where(valid, np.bincount(qid, weights=hit, minlength=n_q) / k, np.nan)
             dcg = np.bincount(qid, weights=np.where(hit, gain, 0.0), minlength=n_q)
             ideal = ideal_table[np.minimum(n_pos, k)]
             per_query[f"ndcg@{k}"] = np.where(valid, dcg / ideal, np.nan)
@@ -218,20 +264,23 @@ def _finish(
     for k in ks:
         aggregate[f"success@{k}"] = agg(per_query[f"success@{k}"])
         aggregate[f"recall@{k}"] = agg(per_query[f"recall@{k}"])
+        aggregate[f"precision@{k}"] = agg(per_query[f"precision@{k}"])
         aggregate[f"ndcg@{k}"] = agg(per_query[f"ndcg@{k}"])
     aggregate["mrr"] = agg(per_query["reciprocal_rank"])
     aggregate["map"] = agg(per_query["ap"])
     aggregate["median_rank"] = agg(first_rank, np.median)
     aggregate["mean_rank"] = agg(first_rank)
     aggregate["n_queries_without_positive"] = float(n_q - n_valid)
-    return RetrievalResult(per_query, aggregate, n_q, n_q - n_valid, ties, ks)
+    top_index, top_score = top if top is not None else (None, None)
+    return RetrievalResult(per_query, aggregate, n_q, n_q - n_valid, ties, ks, top_index, top_score)
 
 
 def _prepare(
-    n_queries: int, n_gallery: int, query_groups: Any, gallery_groups: Any, ks: Any, ties: str
+    n_queries: int, n_gallery: int, query_groups: Any, gallery_groups: Any, ks: Any, ties: str, top_k: int
 ) -> tuple[_Positives, tuple[int, ...]]:
     check_choice("ties", ties, TIE_POLICIES)
     ks_t = check_ks(ks)
+    check_positive_int("top_k", top_k, minimum=0)
     q_codes, g_codes = encode_groups(query_groups, gallery_groups)
     if q_codes.shape[0] != n_queries or g_codes.shape[0] != n_gallery:
         raise ValueError(
@@ -243,15 +292,19 @@ def _prepare(
     return _Positives(q_codes, g_codes), ks_t
 
 
-def _run_blocks(blocks: Any, pos: _Positives, ks: tuple[int, ...], ties: str) -> RetrievalResult:
-    qids, ms, ranks = [], [], []
+def _run_blocks(blocks: Any, pos: _Positives, ks: tuple[int, ...], ties: str, top_k: int) -> RetrievalResult:
+    qids, ms, ranks, tops = [], [], [], []
     for a, b, block_scores in blocks:
         qid, gidx, n_pos = pos.block(a, b)
         qid_s, m, rank = _block_ranks(block_scores, qid, gidx, n_pos, ties)
         qids.append(qid_s + a)
         ms.append(m)
         ranks.append(rank)
-    return _finish(pos.n_pos, np.concatenate(qids), np.concatenate(ms), np.concatenate(ranks), ks, ties)
+        if top_k:
+            k = min(top_k, block_scores.shape[1])
+            tops.append(_block_top(block_scores, pos.q_codes[a:b], pos.g_codes, k, ties))
+    top = (np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])) if tops else None
+    return _finish(pos.n_pos, np.concatenate(qids), np.concatenate(ms), np.concatenate(ranks), ks, ties, top)
 
 
 def retrieval_metrics(
@@ -261,21 +314,24 @@ def retrieval_metrics(
     *,
     ks: Any = (1, 5, 10),
     ties: str = "pessimistic",
+    top_k: int = 0,
 ) -> RetrievalResult:
     """Retrieval metrics from a dense (Q, G) score matrix; groups (Q,) and (G,) define relevance.
 
     success@k: 1 if any positive is in the top k. recall@k: fraction of the query's positives in the top k.
-    reciprocal_rank / mrr: 1 / rank of the first positive. ap / map: mean over positives of precision at their
-    rank. ndcg@k: binary gains, log2(1 + rank) discount, ideal DCG over min(n_positives, k). first_rank /
-    median_rank / mean_rank: 1-based rank of the first positive. Ties and queries without positives follow
-    ``UNDEFINED_POLICIES``.
+    precision@k: relevant items in the top k divided by k (not by min(n_positives, k)). reciprocal_rank / mrr:
+    1 / rank of the first positive. ap / map: mean over positives of precision at their rank. ndcg@k: binary
+    gains, log2(1 + rank) discount, ideal DCG over min(n_positives, k). first_rank / median_rank / mean_rank:
+    1-based rank of the first positive. Ties, the precision denominator and queries without positives follow
+    ``UNDEFINED_POLICIES``. ``top_k > 0`` also keeps each query's ``top_k`` best gallery items (``top_k_index``,
+    ``top_k_score``), so a view can show the very ranking these metrics come from.
     """
     s = check_matrix(scores, "scores")
     n_q, n_g = s.shape
-    pos, ks_t = _prepare(n_q, n_g, query_groups, gallery_groups, ks, ties)
+    pos, ks_t = _prepare(n_q, n_g, query_groups, gallery_groups, ks, ties, top_k)
     step = max(1, _DENSE_BLOCK_ELEMENTS // max(n_g, 1))
     blocks = ((a, min(a + step, n_q), s[a : a + step]) for a in range(0, n_q, step))
-    return _run_blocks(blocks, pos, ks_t, ties)
+    return _run_blocks(blocks, pos, ks_t, ties, top_k)
 
 
 def retrieval_metrics_from_embeddings(
@@ -287,6 +343,7 @@ def retrieval_metrics_from_embeddings(
     ks: Any = (1, 5, 10),
     chunk_size: int = 1024,
     ties: str = "pessimistic",
+    top_k: int = 0,
 ) -> RetrievalResult:
     """Retrieval metrics scoring ``queries`` (Q, D) against ``gallery`` (G, D) by dot product, chunk by chunk.
 
@@ -303,7 +360,7 @@ def retrieval_metrics_from_embeddings(
         if n_bad:
             raise ValueError(f"{name} contains {n_bad} non-finite value(s); only finite values are allowed")
     n_q, n_g = q.shape[0], g.shape[0]
-    pos, ks_t = _prepare(n_q, n_g, query_groups, gallery_groups, ks, ties)
+    pos, ks_t = _prepare(n_q, n_g, query_groups, gallery_groups, ks, ties, top_k)
     g_t = g.T
     blocks = ((a, min(a + chunk_size, n_q), q[a : a + chunk_size] @ g_t) for a in range(0, n_q, chunk_size))
-    return _run_blocks(blocks, pos, ks_t, ties)
+    return _run_blocks(blocks, pos, ks_t, ties, top_k)

@@ -85,6 +85,11 @@ class KeywordTextEncoder(NumpyEncoder):
             [[p.search(text.lower()) is not None for p in self._patterns] for text in items], dtype=np.float32
         ).reshape(len(items), self.dim)
 
+    def keyword_spans(self, text: str) -> list[list[tuple[int, int]]]:
+        """For each keyword (feature), the character spans where it occurs in ``text`` (lowercased)."""
+        lowered = text.lower()
+        return [[m.span() for m in p.finditer(lowered)] for p in self._patterns]
+
 
 @register_encoder
 class KeywordImageEncoder(NumpyEncoder):
@@ -111,13 +116,21 @@ class KeywordImageEncoder(NumpyEncoder):
     def _features(self, items: list[Image.Image]) -> np.ndarray:
         out = np.zeros((len(items), self.dim), dtype=np.float32)
         for row, image in enumerate(items):
-            pixels = np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
-            dist = ((pixels.reshape(-1, 1, 3) - self._centroids[None]) ** 2).sum(-1)
-            share = np.bincount(dist.argmin(1), minlength=len(self._centroids)) / dist.shape[0]
+            nearest = self.pixel_colors(image).ravel()
+            share = np.bincount(nearest, minlength=len(self._centroids)) / nearest.size
             chosen = share >= self.min_share
             chosen[share.argmax()] = True
             out[row] = chosen[self._columns]
         return out
+
+    def pixel_colors(self, image: Image.Image) -> np.ndarray:
+        """(32, 32) index into ``COLOR_CENTROIDS`` of each cell's nearest colour (the image resized to 32×32)."""
+        pixels = np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
+        return ((pixels[:, :, None, :] - self._centroids[None, None]) ** 2).sum(-1).argmin(-1)
+
+    def feature_of_color(self, color_index: int) -> int | None:
+        """The feature (column) of a ``COLOR_CENTROIDS`` index, or None when this encoder does not use it."""
+        return self._columns.index(color_index) if color_index in self._columns else None
 
 
 @register_encoder
@@ -177,6 +190,25 @@ class TfidfEncoder(NumpyEncoder):
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1.0)
 
+    def term_weights(self, text: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The text's known terms, their TF-IDF weights (n,) and their rows of the SVD projection (n, k): the
+        encoder's vector is ``weights @ projection``, zero-padded to ``dim`` and L2-normalised."""
+        self._require_fitted(self._svd is not None)
+        terms, weights, columns, offset = [], [], [], 0
+        for vectorizer in self._vectorizers:
+            row = vectorizer.transform([text]).tocoo()
+            names = vectorizer.get_feature_names_out()
+            terms += [str(names[c]) for c in row.col]
+            weights += row.data.tolist()
+            columns += (row.col + offset).tolist()
+            offset += len(names)
+        projection = self._svd.components_[:, columns].T if columns else np.zeros((0, self._svd.n_components))
+        return terms, np.asarray(weights, dtype=np.float64), np.asarray(projection, dtype=np.float64)
+
+    @property
+    def uses_char_ngrams(self) -> bool:
+        return len(self._vectorizers) > 1
+
     def _state_fingerprint(self) -> str:
         if self._svd is None:
             return "unfitted"
@@ -219,12 +251,24 @@ class ColorHistogramEncoder(NumpyEncoder):
         return np.stack([self._one(image) for image in items]) if items else np.zeros((0, self.dim))
 
     def _one(self, image: Image.Image) -> np.ndarray:
-        small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
-        hsv = np.asarray(small.convert("HSV"), dtype=np.int64).reshape(-1, 3)
+        color_bin, hog_bin, magnitude = self.pixel_bins(image)
         hb, sb, vb = self.hsv_bins
-        idx = ((hsv[:, 0] * hb // 256) * sb + hsv[:, 1] * sb // 256) * vb + hsv[:, 2] * vb // 256
-        color = np.bincount(idx, minlength=hb * sb * vb).astype(np.float64)
+        color = np.bincount(color_bin.ravel(), minlength=hb * sb * vb).astype(np.float64)
         color /= color.sum()
+        nb = self.orientation_bins
+        hog = np.bincount(hog_bin.ravel(), weights=magnitude.ravel(), minlength=self.grid**2 * nb)
+        hog /= max(np.linalg.norm(hog), 1e-12)
+
+        out = np.concatenate([color, hog])
+        return out / np.linalg.norm(out)
+
+    def pixel_bins(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each pixel of the 64×64 resize: its joint HSV bin, its (grid cell, orientation) gradient bin and its
+        gradient magnitude, all (64, 64) — where in the photo each feature comes from."""
+        small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+        hsv = np.asarray(small.convert("HSV"), dtype=np.int64)
+        hb, sb, vb = self.hsv_bins
+        color_bin = ((hsv[..., 0] * hb // 256) * sb + hsv[..., 1] * sb // 256) * vb + hsv[..., 2] * vb // 256
 
         gray = np.asarray(small.convert("L"), dtype=np.float64) / 255.0
         gx = np.zeros_like(gray)
@@ -237,9 +281,13 @@ class ColorHistogramEncoder(NumpyEncoder):
         orient = np.minimum((angle / np.pi * nb).astype(np.int64), nb - 1)
         cell = 64 // self.grid
         rows, cols = np.indices(gray.shape) // cell
-        bins = (rows * self.grid + cols) * nb + orient
-        hog = np.bincount(bins.ravel(), weights=magnitude.ravel(), minlength=self.grid**2 * nb)
-        hog /= max(np.linalg.norm(hog), 1e-12)
+        return color_bin, (rows * self.grid + cols) * nb + orient, magnitude
 
-        out = np.concatenate([color, hog])
-        return out / np.linalg.norm(out)
+    def bin_color(self, color_bin: int) -> tuple[int, int, int]:
+        """The RGB colour at the centre of a joint HSV bin (for showing which colours drive a score)."""
+        hb, sb, vb = self.hsv_bins
+        h, rest = divmod(int(color_bin), sb * vb)
+        s, v = divmod(rest, vb)
+        centre = Image.new("HSV", (1, 1), (int((h + 0.5) * 256 / hb), int((s + 0.5) * 256 / sb),
+                                           int((v + 0.5) * 256 / vb)))
+        return tuple(int(c) for c in centre.convert("RGB").getpixel((0, 0)))

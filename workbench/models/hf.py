@@ -26,6 +26,7 @@ VISION_POOLINGS = ("cls", "mean", "pooler")
 PREPROCESSING_SUFFIXES = (".json", ".txt", ".model")
 MAX_PADDING_TYPES = ("siglip", "siglip2")  # trained on max_length-padded text without attention masks
 PREPROCESS_VERSION = "2"  # bump when preprocessing changes outputs, so cached embeddings are not reused
+HUB_PROBE_TIMEOUT = 3.0  # seconds for the one request that tells whether the Hub can be reached at all
 
 
 class FastImageTransform:
@@ -57,15 +58,25 @@ class FastImageTransform:
         resample = int(getattr(processor, "resample", Image.Resampling.BICUBIC))
         return cls(dict(size), crop, resample, scale, processor.image_mean, processor.image_std)
 
-    def _resize(self, image: Image.Image) -> Image.Image:
+    def _target(self, size: tuple[int, int]) -> tuple[int, int]:
         if "shortest_edge" in self.resize:
             edge = int(self.resize["shortest_edge"])
-            w, h = image.size
+            w, h = size
             ratio = edge / min(w, h)
-            target = (max(edge, round(w * ratio)), max(edge, round(h * ratio)))
-        else:
-            target = (int(self.resize["width"]), int(self.resize["height"]))
-        return image.resize(target, resample=self.resample)
+            return max(edge, round(w * ratio)), max(edge, round(h * ratio))
+        return int(self.resize["width"]), int(self.resize["height"])
+
+    def _resize(self, image: Image.Image) -> Image.Image:
+        return image.resize(self._target(image.size), resample=self.resample)
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The part of a (width, height) image the model sees after resize and centre crop, as fractions
+        (left, top, right, bottom); explanations place their patch grid there."""
+        if self.crop is None:
+            return 0.0, 0.0, 1.0, 1.0
+        (tw, th), (ch, cw) = self._target(size), self.crop
+        left, top = (tw - cw) // 2, (th - ch) // 2
+        return max(0.0, left / tw), max(0.0, top / th), min(1.0, (left + cw) / tw), min(1.0, (top + ch) / th)
 
     def __call__(self, images: list[Image.Image]) -> torch.Tensor:
         """(N, H, W, 3) uint8, resized and cropped."""
@@ -152,6 +163,26 @@ def offline_message(model_id: str) -> str:
     )
 
 
+def hub_unreachable(model_id: str, revision: str | None = None) -> str | None:
+    """Why the Hub cannot be reached for ``model_id``, or None when it answers (even 404 or 401).
+
+    huggingface_hub retries a failed metadata request five times with backoff (1 + 2 + 4 + 8 + 8 s) when the file
+    is not cached, whatever ``HF_HUB_ETAG_TIMEOUT`` says, so an offline load took ~25 s to fail. One request
+    without retries and with a short timeout answers the same question in about a second; the caller then loads
+    from the local cache only. Nothing global is changed, so other code keeps huggingface_hub's defaults.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        get_hf_file_metadata(hf_hub_url(model_id, "config.json", revision=revision), timeout=HUB_PROBE_TIMEOUT)
+    except HfHubHTTPError:
+        return None  # the Hub answered; from_pretrained explains an unknown id, a gated repo or a missing file
+    except Exception as exc:  # no answer at all; the transport's error classes differ across versions
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=-1)
 
@@ -173,6 +204,34 @@ def _features(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+def _input_embeddings(model: torch.nn.Module) -> torch.nn.Module:
+    """The token embedding layer of a text model or of a dual encoder's text tower."""
+    try:
+        return model.get_input_embeddings()
+    except NotImplementedError:  # dual encoders (CLIP, SigLIP) leave it to their text tower
+        return model.text_model.get_input_embeddings()
+
+
+def _use_eager_attention(model: torch.nn.Module) -> None:
+    """Attention maps with gradients need the eager implementation (SDPA returns none); same outputs."""
+    if getattr(model.config, "_attn_implementation", "eager") != "eager" and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+
+
+def _token_offsets(tokenizer: Any, lock: threading.Lock, text: str, **kwargs: Any) -> list[tuple[int, int] | None]:
+    """Character span of each token of ``text`` as the encoder tokenizes it (None for special and padding)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise NotImplementedError("token spans need a fast (Rust) tokenizer")
+    with lock:
+        encoded = tokenizer([text], truncation=True, return_offsets_mapping=True, **kwargs)
+    return [(int(a), int(b)) if b > a else None for a, b in encoded["offset_mapping"][0]]
+
+
+def _view_box(parts: dict[str, Any], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    fast = parts.get("fast")
+    return fast.view_box(size) if fast is not None else (0.0, 0.0, 1.0, 1.0)
+
+
 def _check_choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{option} must be one of {list(allowed)}, got {value!r}")
@@ -191,6 +250,7 @@ class HFEncoder(Encoder):
         self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not safe to call from several threads
         self._loaded: dict[str, Any] | None = None
+        self._hub_probe: tuple[str | None] | None = None  # (why the Hub is unreachable,) once probed
 
     @property
     def _local_dir(self) -> Path | None:
@@ -218,14 +278,21 @@ class HFEncoder(Encoder):
 
         factory = getattr(transformers, auto_class)
         source = self._source()
+        unreachable = None
+        if self._local_dir is None:
+            if self._hub_probe is None:  # once per encoder: model, tokenizer and processor share the answer
+                self._hub_probe = (hub_unreachable(source, self.revision),)
+            unreachable = self._hub_probe[0]
         try:
             return factory.from_pretrained(
-                source, revision=self.revision, trust_remote_code=self.trust_remote_code, **kwargs
+                source, revision=self.revision, trust_remote_code=self.trust_remote_code,
+                local_files_only=unreachable is not None, **kwargs,
             )
         except OSError as error:
             if self._local_dir is not None:
                 raise
-            raise OfflineModelError(f"{offline_message(source)} Cause: {error}") from error
+            self._hub_probe = None  # ask again next time: the network may be back
+            raise OfflineModelError(f"{offline_message(source)} Cause: {unreachable or error}") from error
 
     def _load_model(self) -> torch.nn.Module:
         return self._from_pretrained("AutoModel", use_safetensors=True).eval()
@@ -299,9 +366,30 @@ class HFTextEncoder(HFEncoder):
 
     @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        hidden, mask = self.forward_tokens(batch, device)
+        return self.forward_grad(batch, device)[0]
+
+    def forward_grad(
+        self, batch: dict[str, torch.Tensor], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vector, tokens and mask with autograd on (the differentiable path explanations use)."""
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        hidden = self._module_on(device)(**inputs).last_hidden_state.float()
+        mask = inputs["attention_mask"].bool()
         pooled = pool_tokens(hidden, mask, self.pooling)
-        return l2_normalize(pooled) if self.normalize else pooled
+        return (l2_normalize(pooled) if self.normalize else pooled), hidden, mask
+
+    def word_embeddings(self) -> torch.nn.Module:
+        """The token embedding layer (integrated gradients attribute at its output)."""
+        return _input_embeddings(self._components()["model"])
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self._components()["tokenizer"].pad_token_id or 0)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
+        """Character span of each token ``preprocess([text])`` produces (None for special tokens)."""
+        parts = self._components()
+        return _token_offsets(parts["tokenizer"], self._tokenizer_lock, text, max_length=parts["max_length"])
 
 
 def minilm_path() -> Path:
@@ -426,8 +514,8 @@ class HFVisionEncoder(HFEncoder):
     def preprocess(self, items: list[Image.Image]) -> dict[str, torch.Tensor]:
         return _image_batch(self._components(), items)
 
-    def _outputs(self, batch: dict[str, torch.Tensor], device: torch.device) -> Any:
-        return self._module_on(device)(pixel_values=_pixel_values(self._components(), batch, device))
+    def _outputs(self, batch: dict[str, torch.Tensor], device: torch.device, **kwargs: Any) -> Any:
+        return self._module_on(device)(pixel_values=_pixel_values(self._components(), batch, device), **kwargs)
 
     @staticmethod
     def _tokens(hidden: torch.Tensor) -> torch.Tensor:
@@ -441,7 +529,25 @@ class HFVisionEncoder(HFEncoder):
 
     @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        outputs = self._outputs(batch, device)
+        return self._vector(self._outputs(batch, device))
+
+    def forward_with_attentions(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[Any, ...]:
+        """With autograd on: vector, tokens, mask and the per-layer attention maps (B, heads, L, L) — empty for
+        CNN backbones, whose tokens are feature-map cells."""
+        model = self._module_on(device)
+        attends = getattr(model.config, "num_attention_heads", None) is not None
+        if attends:
+            _use_eager_attention(model)
+        outputs = self._outputs(batch, device, **({"output_attentions": True} if attends else {}))
+        tokens = self._tokens(outputs.last_hidden_state.float())
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return self._vector(outputs), tokens, mask, tuple(getattr(outputs, "attentions", None) or ())
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The part of a (width, height) photo the model sees, as fractions (left, top, right, bottom)."""
+        return _view_box(self._components(), size)
+
+    def _vector(self, outputs: Any) -> torch.Tensor:
         if self.pooling == "pooler":
             if getattr(outputs, "pooler_output", None) is None:
                 raise ValueError(f"'{self.model}' has no pooler output; use pooling='cls' or 'mean'")
@@ -521,6 +627,19 @@ class CLIPImageEncoder(DualEncoder):
         device = next(model.parameters()).device
         return _features(model.get_image_features(pixel_values=_pixel_values(parts, batch, device)))
 
+    def forward_with_attentions(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[Any, ...]:
+        """With autograd on: the vector, no tokens, and the vision tower's per-layer attention maps."""
+        model = self._module_on(device)
+        _use_eager_attention(model)
+        parts = self._components()
+        output = model.get_image_features(pixel_values=_pixel_values(parts, batch, device), output_attentions=True)
+        vector = l2_normalize(_features(output).float())
+        return vector, None, None, tuple(getattr(output, "attentions", None) or ())
+
+    def view_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The part of a (width, height) photo the model sees, as fractions (left, top, right, bottom)."""
+        return _view_box(self._components(), size)
+
 
 @register_encoder
 class CLIPTextEncoder(DualEncoder):
@@ -572,3 +691,23 @@ class CLIPTextEncoder(DualEncoder):
 
     def _project(self, parts: dict[str, Any], batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return _features(parts["model"].get_text_features(**batch))
+
+    def forward_grad(self, batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, None, None]:
+        """The vector with autograd on (this tower has no tokens)."""
+        self._module_on(device)
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        return l2_normalize(self._project(self._components(), inputs).float()), None, None
+
+    def word_embeddings(self) -> torch.nn.Module:
+        """The text tower's token embedding layer (integrated gradients attribute at its output)."""
+        return _input_embeddings(self._components()["model"])
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self._components()["tokenizer"].pad_token_id or 0)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
+        """Character span of each token ``preprocess([text])`` produces (None for special and padding tokens)."""
+        parts = self._components()
+        return _token_offsets(parts["tokenizer"], self._tokenizer_lock, text, padding=parts["padding"],
+                              max_length=parts["max_length"])

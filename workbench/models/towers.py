@@ -60,6 +60,7 @@ class TowerEncoder(Encoder):
 
     requires_fit = True
     token_level = True
+    pad_token_id = 0  # the text towers' vocabularies reserve id 0 for padding (it embeds to zeros)
     dim: int
     epochs: int
     batch_size: int
@@ -128,10 +129,24 @@ class TowerEncoder(Encoder):
 
     @torch.inference_mode()
     def forward_tokens(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._fitted_module(device)(*(t.to(device) for t in batch))
+
+    def forward_grad(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vector, tokens and mask with autograd on: the differentiable path explanations use."""
+        tokens, mask = self._fitted_module(device)(*(t.to(device) for t in batch))
+        return _masked_mean(tokens, mask), tokens, mask
+
+    def _fitted_module(self, device: torch.device) -> nn.Module:
         self._require_fitted(self._module is not None)
-        module = self._module.to(device)
-        tokens, mask = module(*(t.to(device) for t in batch))
-        return tokens, mask
+        return self._module.to(device)
+
+    def word_embeddings(self) -> nn.Embedding:
+        """The embedding layer of a text tower (id 0, padding, embeds to zeros: the attribution baseline)."""
+        self._require_fitted(self._module is not None)
+        embed = getattr(self._module, "embed", None)
+        if not isinstance(embed, nn.Embedding):
+            raise TypeError(f"Encoder '{self.name}' has no token embedding layer")
+        return embed
 
     def _state_fingerprint(self) -> str:
         if self._module is None:
@@ -185,7 +200,20 @@ def _regions(features: torch.Tensor, proj: nn.Module) -> tuple[torch.Tensor, tor
     return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
 
 
-class _ConvNet(nn.Module):
+class _RegionNet(nn.Module):
+    """A CNN whose last feature map's cells, projected by ``proj``, are the region tokens."""
+
+    proj: nn.Linear
+
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) activations of the last stage."""
+        raise NotImplementedError
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _regions(self.feature_map(pixels), self.proj)
+
+
+class _ConvNet(_RegionNet):
     def __init__(self, width: int, dim: int) -> None:
         super().__init__()
         channels = [3, width, 2 * width, 4 * width, 8 * width]
@@ -196,8 +224,8 @@ class _ConvNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(channels[-1], dim)
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _regions(self.features(pixels), self.proj)
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.features(pixels)
 
 
 def _pixels(items: list[Image.Image], image_size: int) -> Batch:
@@ -227,6 +255,15 @@ class _ImageTower(TowerEncoder):
 
     def preprocess(self, items: list[Image.Image]) -> Batch:
         return _pixels(items, self.image_size)
+
+    def forward_regions(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """With autograd on: the last feature map's cells (N, h*w, C) before projection (what Grad-CAM weighs),
+        then the vector, tokens and mask that ``forward_grad`` returns. Cells are row-major over an h×h grid."""
+        module = self._fitted_module(device)
+        cells = module.feature_map(batch[0].to(device)).flatten(2).transpose(1, 2)
+        tokens = module.proj(cells)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return cells, _masked_mean(tokens, mask), tokens, mask
 
 
 @register_encoder
@@ -313,6 +350,10 @@ class GRUTextEncoder(TowerEncoder):
     def _make_module(self) -> nn.Module:
         return _CharGRU(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
 
+    def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
+        """Character span of each token ``preprocess([text])`` produces: one per character."""
+        return [(i, i + 1) for i in range(min(len(text.lower()), self.max_length))] or [None]
+
     def preprocess(self, items: list[str]) -> Batch:
         self._require_fitted(bool(self._vocab))
         rows = [[self._vocab.get(ch, 1) for ch in text.lower()[: self.max_length]] or [1] for text in items]
@@ -323,7 +364,7 @@ class GRUTextEncoder(TowerEncoder):
         return ids, lengths
 
 
-class _VGGNet(nn.Module):
+class _VGGNet(_RegionNet):
     def __init__(self, width: int, blocks: int, convs: int, dim: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -337,8 +378,8 @@ class _VGGNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(c_in, dim)
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _regions(self.features(pixels), self.proj)
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.features(pixels)
 
 
 @register_encoder
@@ -393,7 +434,7 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-class _ResNet(nn.Module):
+class _ResNet(_RegionNet):
     def __init__(self, width: int, blocks: int, depth: int, dim: int) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
@@ -406,8 +447,8 @@ class _ResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.proj = nn.Linear(c_in, dim)
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _regions(self.stages(self.stem(pixels)), self.proj)
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(pixels))
 
 
 @register_encoder
@@ -513,6 +554,15 @@ class LSTMTextEncoder(TowerEncoder):
 
     def _make_module(self) -> nn.Module:
         return _WordLSTM(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
+        """Character span of each word ``preprocess([text])`` produces (found in order in the lowercased text)."""
+        lowered, spans, cursor = text.lower(), [], 0
+        for word in self.words(text)[: self.max_length]:
+            start = lowered.find(word, cursor)
+            spans.append(None if start < 0 else (start, start + len(word)))
+            cursor = cursor if start < 0 else start + len(word)
+        return spans or [None]
 
     def preprocess(self, items: list[str]) -> Batch:
         self._require_fitted(bool(self._vocab))

@@ -10,15 +10,16 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.metrics import get_metric
-from workbench.reports.data import ReportData, RunReport, flip_counts
+from workbench.metrics import RETRIEVAL_TABLE_KEYS, get_metric
+from workbench.reports.data import SLICE_MINIMUM, ReportData, RunReport, flip_counts
 
 HEADLINE = (
     "pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc", "pair/ece",
-    "pair/threshold", "t2i/success@1", "t2i/success@5", "t2i/recall@5", "t2i/mrr", "t2i/ndcg@10", "i2t/success@1",
+    "pair/brier", "pair/log_loss", "pair/threshold", "t2i/success@1", "t2i/success@5", "t2i/recall@5", "t2i/mrr",
+    "t2i/ndcg@10", "i2t/success@1",
     "i2t/success@5", "i2t/recall@5", "i2t/mrr", "i2t/ndcg@10", "zeroshot/acc@1",
 )
-RETRIEVAL_BARS = ("success@1", "success@5", "success@10", "recall@5", "mrr", "ndcg@10")
+RETRIEVAL_BARS = ("success@1", "success@5", "success@10", "recall@5", "precision@5", "mrr", "ndcg@10")
 DIGITS = 4
 
 
@@ -41,6 +42,12 @@ def fmt(value: Any, digits: int = DIGITS) -> str:
 
 def fmt_ci(low: Any, high: Any) -> str:
     return f"[{fmt(low)}, {fmt(high)}]" if fmt(low) and fmt(high) else ""
+
+
+def with_ci(value: Any, low: Any, high: Any) -> str:
+    """``0.8125 [0.7000, 0.9000]``, or the value alone when there is no interval."""
+    ci = fmt_ci(low, high)
+    return fmt(value) + (f" {ci}" if ci else "")
 
 
 def direction(name: str) -> str:
@@ -100,14 +107,47 @@ def tests_table(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+TOO_FEW = "too few pairs"
+SLICES_NOTE = (f"Worst slices: lowest ↑ accuracy among slices with {SLICE_MINIMUM}; smaller slices are greyed "
+               f"and marked {TOO_FEW} and never ranked. Intervals: 95% bootstrap over products. Pair kinds and swapped "
+               "attributes are all test positives against that kind of negative.")
+CALIBRATION_NOTE = ("Scores are mapped to match probabilities by a calibrator fitted on the val split only (Platt "
+                    "scaling by default, isotonic when the config's [threshold] section sets calibration to "
+                    "isotonic); the reliability diagram, ECE (10 equal-width bins), Brier score and log loss are "
+                    "measured on test. ↓ lower is better.")
+
+
 def slice_display(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for column in out.columns:
-        if column.startswith("pair/"):
-            out[column] = out[column].map(fmt)
-    if "n" in out:
-        out["n"] = out["n"].map(lambda v: "" if pd.isna(v) else str(int(v)))
-    return out
+    """A slice table (``RunReport.slice_table`` or ``worst_slices``) as strings: each metric "value [low, high]",
+    pairs, positives, negatives, and a note "too few pairs" where the slice is below the stated minimum."""
+    metrics = [c for c in frame.columns if c.startswith("pair/") and not c.endswith((" ci_low", " ci_high"))]
+    out = pd.DataFrame({"slice": frame["slice_kind"].astype(str) + ": " + frame["slice_value"].astype(str)})
+
+    def count(column: str) -> list[str]:
+        return ["" if pd.isna(v) else str(int(v)) for v in frame[column]] if column in frame else [""] * len(frame)
+
+    out["pairs"], out["positives"], out["negatives"] = count("n"), count("n_pos"), count("n_neg")
+    nan = pd.Series(float("nan"), index=frame.index)
+    for name in metrics:
+        out[name] = [with_ci(v, lo, hi) for v, lo, hi in zip(
+            frame[name], frame.get(f"{name} ci_low", nan), frame.get(f"{name} ci_high", nan), strict=True)]
+    few = frame["too_few"].fillna(False).astype(bool) if "too_few" in frame else pd.Series(False, index=frame.index)
+    out["note"] = [TOO_FEW if f else "" for f in few]
+    return out.reset_index(drop=True)
+
+
+def calibration_table(data: ReportData) -> pd.DataFrame:
+    """Per run: the val-fitted calibrator, and ECE, Brier and log loss of its test probabilities with 95% CIs."""
+    rows = []
+    for run in data.runs:
+        stored = (run.curves or {}).get("calibration") or {}
+        row = {"run": run.label, "calibrator": stored.get("method", "none stored"),
+               "fitted on": f"val ({stored['n_val']} pairs)" if stored.get("n_val") else ""}
+        for name in ("pair/ece", "pair/brier", "pair/log_loss"):
+            m = run.metrics[run.metrics["name"] == name]
+            row[name] = "" if m.empty else with_ci(*m[["value", "ci_low", "ci_high"]].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def confusion_table(run: RunReport) -> pd.DataFrame:
@@ -144,9 +184,7 @@ def retrieval_frame(data: ReportData) -> pd.DataFrame:
 
 
 def retrieval_table(run: RunReport) -> pd.DataFrame:
-    names = [f"{d}/{k}" for d in ("t2i", "i2t") for k in
-             ("success@1", "success@5", "success@10", "recall@1", "recall@5", "recall@10", "mrr", "map", "ndcg@10",
-              "median_rank", "n_queries_without_positive")]
+    names = [f"{d}/{k}" for d in ("t2i", "i2t") for k in RETRIEVAL_TABLE_KEYS]  # the registry's retrieval view
     return metrics_table(run, names=tuple(names))
 
 
@@ -216,4 +254,6 @@ def eval_set_rows(info: dict) -> list[tuple[str, str]]:
                      f"texts, {info.get('n_pairs')} pairs")]
     if info.get("recreate_command"):
         rows.append(("recreate with", info["recreate_command"]))
+    if info.get("leakage_warning"):
+        rows.append(("leakage warning", info["leakage_warning"]))
     return rows

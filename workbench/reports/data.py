@@ -19,16 +19,28 @@ import pandas as pd
 
 from workbench import store
 from workbench.config import config_from_dict, dump_config_toml
-from workbench.evaluation import apply_thresholds, compare_runs, get_artifact, load_metrics, scored_pairs
-from workbench.metrics import confusion_counts
+from workbench.data.leakage import leakage_message
+from workbench.evaluation import (
+    MIN_SLICE_NEGATIVES,
+    MIN_SLICE_POSITIVES,
+    apply_thresholds,
+    compare_runs,
+    get_artifact,
+    load_calibrator,
+    load_metrics,
+    scored_pairs,
+)
+from workbench.label_errors import SIGNAL_HELP, SIGNALS, label_error_candidates
+from workbench.metrics import Calibrator, confusion_counts
 from workbench.runner import get_run
 
 SLICE_METRICS: tuple[str, ...] = ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc")
 WORST_SLICE_METRIC = "pair/accuracy"
 PAIR_COLUMNS: tuple[str, ...] = (
-    "pair_id", "split", "image_id", "text_id", "label", "score", "threshold", "prediction", "correct", "category",
-    "pair_kind", "swapped_attribute", "product_id", "language", "text",
+    "pair_id", "split", "image_id", "text_id", "label", "score", "probability", "threshold", "prediction", "correct",
+    "category", "pair_kind", "swapped_attribute", "product_id", "language", "text",
 )
+SLICE_MINIMUM = f"at least {MIN_SLICE_POSITIVES} positives and {MIN_SLICE_NEGATIVES} negatives on test"
 PROJECTION_METHODS: tuple[str, ...] = ("pca", "umap")
 
 
@@ -55,7 +67,8 @@ class RunReport:
     per_category_thresholds: dict[str, float]
     metrics: pd.DataFrame  # headline: name, slice_kind, slice_value, value, ci_low, ci_high, n
     slices: pd.DataFrame  # every non-'all' slice, long format
-    slice_table: pd.DataFrame  # wide: slice_kind, slice_value, n, one column per SLICE_METRICS entry
+    slice_table: pd.DataFrame  # wide: slice_kind, slice_value, n, n_pos, n_neg, too_few, then per SLICE_METRICS
+    # entry its value and "<name> ci_low" / "<name> ci_high"
     worst_slices: pd.DataFrame
     curves: dict | None
     confusion: dict[str, int]  # tp fp tn fn on the test split at the stored threshold(s)
@@ -89,6 +102,8 @@ class ReportData:
     comparison: dict | None = None  # compare_runs() output when several runs
     flips: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_id, direction, pair_id, text, scores …
     projection_method: str = "pca"
+    label_errors: pd.DataFrame = field(default_factory=pd.DataFrame)  # top label-error candidates (test split)
+    label_errors_note: str = ""  # how they were ranked, or why there are none
 
     @property
     def run_ids(self) -> list[str]:
@@ -105,9 +120,12 @@ def _iso(value: Any) -> str | None:
     return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
 
 
-def _per_pair(frame: pd.DataFrame, threshold: float | None, per_category: dict[str, float]) -> pd.DataFrame:
+def _per_pair(frame: pd.DataFrame, threshold: float | None, per_category: dict[str, float],
+              calibrator: Calibrator | None) -> pd.DataFrame:
     out = frame.copy()
     out["label"] = out["label"].astype(int)
+    # The run's val-fitted calibrator applied to its stored scores: the probabilities behind ECE and Brier.
+    out["probability"] = calibrator.predict(out["score"].to_numpy()) if calibrator and len(out) else np.nan
     if threshold is None:
         out["threshold"] = np.nan
         out["prediction"] = pd.array([pd.NA] * len(out), dtype="Int64")
@@ -120,26 +138,35 @@ def _per_pair(frame: pd.DataFrame, threshold: float | None, per_category: dict[s
     return out
 
 
+SLICE_COLUMNS: tuple[str, ...] = ("slice_kind", "slice_value", "n", "n_pos", "n_neg", "too_few",
+                                   *(f"{m}{part}" for m in SLICE_METRICS for part in ("", " ci_low", " ci_high")))
+
+
 def _slice_table(slices: pd.DataFrame) -> pd.DataFrame:
-    if slices.empty:
-        return pd.DataFrame(columns=["slice_kind", "slice_value", "n", *SLICE_METRICS])
-    pair = slices[slices["name"].isin(SLICE_METRICS)]
-    wide = pair.pivot_table(index=["slice_kind", "slice_value"], columns="name", values="value", aggfunc="first")
-    n = pair.groupby(["slice_kind", "slice_value"])["n"].max()
-    wide.insert(0, "n", n)
-    for name in SLICE_METRICS:
-        if name not in wide.columns:
-            wide[name] = np.nan
-    return wide.reset_index()[["slice_kind", "slice_value", "n", *SLICE_METRICS]]
+    """One row per slice: pairs, positives, negatives, the too-few flag, and each slice metric with its CI."""
+    pair = slices[slices["name"].isin(SLICE_METRICS)] if not slices.empty else slices
+    if pair.empty:
+        return pd.DataFrame(columns=list(SLICE_COLUMNS))
+    keys = ["slice_kind", "slice_value"]
+    parts = [pair.pivot_table(index=keys, columns="name", values=column, aggfunc="first", dropna=False).rename(
+        columns=lambda n, c=column: n if c == "value" else f"{n} {c}") for column in ("value", "ci_low", "ci_high")]
+    wide = pd.concat(parts, axis=1)
+    counts = pair.groupby(keys).agg(n=("n", "max"), n_pos=("n_pos", "max"), n_neg=("n_neg", "max"),
+                                    too_few=("too_few", "any"))
+    wide = counts.join(wide).reset_index()
+    for column in SLICE_COLUMNS:
+        if column not in wide.columns:
+            wide[column] = np.nan
+    return wide[list(SLICE_COLUMNS)]
 
 
-def worst_slices(slice_table: pd.DataFrame, *, metric: str = WORST_SLICE_METRIC, k: int = 5,
-                 min_n: int = 5) -> pd.DataFrame:
-    """The ``k`` slices with the lowest ``metric`` among slices of at least ``min_n`` test pairs."""
+def worst_slices(slice_table: pd.DataFrame, *, metric: str = WORST_SLICE_METRIC, k: int = 5) -> pd.DataFrame:
+    """The ``k`` slices with the lowest ``metric``; slices with too few pairs (``too_few``) are never ranked."""
     if slice_table.empty or metric not in slice_table:
         return slice_table.head(0)
-    table = slice_table[(slice_table["n"].fillna(0) >= min_n) & slice_table[metric].notna()]
-    return table.sort_values([metric, "n"], ascending=[True, False]).head(k).reset_index(drop=True)
+    table = slice_table[~slice_table["too_few"].fillna(False).astype(bool) & slice_table[metric].notna()]
+    return table.sort_values([metric, "n", "slice_kind", "slice_value"], ascending=[True, False, True, True]).head(
+        k).reset_index(drop=True)
 
 
 def _thumbnail(path: str | None, max_side: int) -> bytes | None:
@@ -198,7 +225,7 @@ def _eval_set_info(con, name: str) -> dict:
     import json
 
     row = store.query_frame(con, "SELECT name, created_at, source, format, content_hash, seed, options, n_products, "
-                                 "n_images, n_texts, n_pairs FROM eval_sets WHERE name = ?", [name])
+                                 "n_images, n_texts, n_pairs, audit FROM eval_sets WHERE name = ?", [name])
     if row.empty:
         return {"name": name, "content_hash": None, "seed": None}
     info = row.iloc[0].to_dict()
@@ -207,6 +234,7 @@ def _eval_set_info(con, name: str) -> dict:
     for key in ("seed", "n_products", "n_images", "n_texts", "n_pairs"):
         info[key] = None if pd.isna(info[key]) else int(info[key])
     info["recreate_command"] = recreate_eval_set_command(info)
+    info["leakage_warning"] = leakage_message(name, json.loads(info.pop("audit") or "{}"))
     return info
 
 
@@ -219,13 +247,14 @@ def _load_run(run_id: str, db, *, top_k: int, thumb_side: int) -> RunReport:
     headline = metrics[metrics["slice_kind"] == "all"].reset_index(drop=True)
     slices = metrics[metrics["slice_kind"] != "all"].reset_index(drop=True)
     curves = get_artifact(run_id, "curves", db=db)
+    calibrator = load_calibrator(run_id, db=db)
     threshold = None if pd.isna(record.get("threshold")) else float(record["threshold"])
     if threshold is None and curves and curves.get("threshold") is not None:
         threshold = float(curves["threshold"])
     per_category = {str(k): float(v) for k, v in ((curves or {}).get("per_category_thresholds") or {}).items()}
     with store.connect(db) as con:
         raw = scored_pairs(con, run_id).sort_values(["split", "pair_id"], ignore_index=True)
-    pairs = _per_pair(raw, threshold, per_category)
+    pairs = _per_pair(raw, threshold, per_category, calibrator)
     test = pairs[pairs["split"] == "test"]
     confusion = ({"tp": 0, "fp": 0, "tn": 0, "fn": 0} if threshold is None or test.empty else
                  confusion_counts(test["label"].to_numpy(), (test["score"] - test["threshold"]).to_numpy(),
@@ -294,6 +323,7 @@ def build_report_data(
     thumb_side: int = 96,
     max_flips: int = 20,
     compare: bool = True,
+    top_label_errors: int = 10,
 ) -> ReportData:
     """Assemble a report of ``run_ids`` (the first is the baseline) from what the database stores.
 
@@ -314,6 +344,7 @@ def build_report_data(
         comparison = compare_runs(run_ids, db=db, baseline=run_ids[0])
         flips = _flips(comparison, runs)
         flips = flips.groupby(["run_id", "direction"], sort=False).head(max_flips).reset_index(drop=True)
+    label_errors, label_errors_note = _label_errors(runs, db, top_label_errors, thumb_side)
     if projection is not None:
         for run in runs:
             _attach_projection(run, db, projection, projection_sample)
@@ -321,7 +352,30 @@ def build_report_data(
     default_title = (f"Evaluation report: {names}" if len(runs) == 1 else f"Comparison report: {names}")
     return ReportData(title=title or default_title, generated_at=datetime.now().isoformat(timespec="seconds"),
                       runs=runs, eval_sets=eval_sets, comparison=comparison, flips=flips,
-                      projection_method=projection or "none")
+                      projection_method=projection or "none", label_errors=label_errors,
+                      label_errors_note=label_errors_note)
+
+
+LABEL_ERROR_COLUMNS = ("rank", "pair_id", "score", *SIGNALS, "label", "pair_kind", "text")
+
+
+def _label_errors(runs: list[RunReport], db, top: int, thumb_side: int) -> tuple[pd.DataFrame, str]:
+    """The test pairs the report's runs make most suspect of a wrong label, and a sentence on how (or why not)."""
+    if top <= 0:
+        return pd.DataFrame(), ""
+    if len({r.eval_set for r in runs}) > 1:
+        return pd.DataFrame(), "Not ranked: the runs are on different eval sets."
+    try:
+        table = label_error_candidates([r.run_id for r in runs], db=db, top=top, split="test")
+    except (ValueError, KeyError) as exc:
+        return pd.DataFrame(), f"Not ranked: {exc.args[0] if exc.args else exc}"
+    table = table[list(LABEL_ERROR_COLUMNS)].assign(
+        thumbnail=[_thumbnail(path, thumb_side) for path in table["image_path"]])
+    note = (f"Test split, top {len(table)}: each pair's signals in [0, 1] (higher = more suspicious) and their mean "
+            "as its score. " + "; ".join(f"{name}: {text}" for name, text in SIGNAL_HELP.items())
+            + ". The neighbourhood signal follows LEMoN (Zhang et al., ICML 2025); a dash means the pair's image "
+              "or text has no stored joint-space vector.")
+    return table, note
 
 
 def _attach_projection(run: RunReport, db, method: str, sample_size: int) -> None:

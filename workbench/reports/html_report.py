@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from workbench.label_errors import SIGNALS
 from workbench.reports import common
 from workbench.reports.data import ReportData
 
@@ -36,6 +37,8 @@ pre{background:#f6f8fa;border:1px solid #d0d7de;padding:8px;overflow-x:auto;font
 code{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
 img.thumb{width:72px;height:72px;object-fit:contain;border:1px solid #d0d7de;background:#fff}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;margin:12px 0}
+tr.too-few td{color:#777;background:#e0e0e0}
+.warning{border:1px solid #d4a72c;background:#fff8c5;border-radius:6px;padding:8px 14px;margin:12px 0}
 """
 
 e = html.escape
@@ -48,8 +51,11 @@ def _cell(value) -> str:
 
 
 def table(frame: pd.DataFrame, *, render: dict[str, Callable[[object], str]] | None = None,
-          numeric: Iterable[str] = ()) -> str:
-    """An HTML table; every header and cell escaped unless a ``render`` function (which must escape) is given."""
+          numeric: Iterable[str] = (), row_class: Callable[[dict], str] | None = None) -> str:
+    """An HTML table; every header and cell escaped unless a ``render`` function (which must escape) is given.
+
+    ``row_class(record)`` may return a CSS class name for a row (e.g. greyed slices with too few pairs).
+    """
     if frame is None or frame.empty:
         return '<p class="muted">(none)</p>'
     render = render or {}
@@ -63,7 +69,8 @@ def table(frame: pd.DataFrame, *, render: dict[str, Callable[[object], str]] | N
             body = render[column](value) if column in render else _cell(value)
             cls = ' class="num"' if column in numeric else ""
             cells.append(f"<td{cls}>{body}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        cls = row_class(record) if row_class else ""
+        rows.append((f'<tr class="{e(cls)}">' if cls else "<tr>") + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -96,6 +103,8 @@ def _summary(data: ReportData) -> str:
                          for i, r in enumerate(data.runs)])
     parts.append(table(runs))
     for info in data.eval_sets.values():
+        if info.get("leakage_warning"):
+            parts.append(f'<p class="warning" role="alert">⚠ {e(info["leakage_warning"])}</p>')
         parts.append(f"<h3>Eval set {e(str(info.get('name')))}</h3>" + kv_table(common.eval_set_rows(info),
                                                                                code={"recreate with"}))
     return "".join(parts)
@@ -124,7 +133,8 @@ def _curves(data: ReportData) -> str:
     curves = {r.label: r.curves for r in data.runs}
     return ('<h2 id="curves">ROC, precision–recall and calibration</h2><div class="grid">'
             + figure(roc_figure(curves), height=430) + figure(pr_figure(curves), height=430) + "</div>"
-            + figure(reliability_figure(curves), height=430))
+            + figure(reliability_figure(curves), height=430)
+            + f'<p class="muted">{e(common.CALIBRATION_NOTE)}</p>' + table(common.calibration_table(data)))
 
 
 def _operating(data: ReportData) -> str:
@@ -143,18 +153,16 @@ def _operating(data: ReportData) -> str:
 def _slices(data: ReportData) -> str:
     from workbench.viz.figures import slice_heatmap
 
-    parts = ['<h2 id="slices">Slices</h2>',
-             f'<p class="muted">Worst slices by {e(common.direction("pair/accuracy"))} accuracy among slices with '
-             "at least 5 test pairs; pair kinds and swapped attributes are positives vs. that kind of "
-             "negative.</p>"]
+    parts = ['<h2 id="slices">Slices</h2>', f'<p class="muted">{e(common.SLICES_NOTE)}</p>']
     for run in data.runs:
         parts.append(f"<h3>Worst slices — {e(run.label)}</h3>" + table(common.slice_display(run.worst_slices)))
     long = common.slices_long(data)
     if not long.empty:
         parts.append(figure(slice_heatmap(long, metric="pair/accuracy")))
     for run in data.runs:
-        parts.append(f"<details><summary>All slices — {e(run.label)}</summary>"
-                     + table(common.slice_display(run.slice_table)) + "</details>")
+        parts.append(f"<details><summary>All slices — {e(run.label)} (greyed: {e(common.TOO_FEW)})</summary>"
+                     + table(common.slice_display(run.slice_table),
+                             row_class=lambda r: "too-few" if r["note"] else "") + "</details>")
     return "".join(parts)
 
 
@@ -203,6 +211,19 @@ def _mismatches(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _label_errors(data: ReportData) -> str:
+    if not data.label_errors_note:
+        return ""
+    frame = data.label_errors.copy()
+    numeric = ("score", *SIGNALS)
+    for column in numeric:
+        if column in frame:
+            frame[column] = frame[column].map(lambda v: "–" if pd.isna(v) else common.fmt(v))
+    return ('<h2 id="label-errors">Likely label errors</h2>'
+            f'<p class="muted">{e(data.label_errors_note)}</p>'
+            + table(frame, render={"thumbnail": _thumb}, numeric=numeric))
+
+
 def _flips(data: ReportData) -> str:
     if data.comparison is None:
         return ""
@@ -239,7 +260,8 @@ SECTIONS: tuple[tuple[str, str, Callable[[ReportData], str]], ...] = (
     ("summary", "Summary", _summary), ("metrics", "Metrics", _metrics), ("curves", "Curves", _curves),
     ("operating", "Operating point", _operating), ("slices", "Slices", _slices),
     ("retrieval", "Retrieval", _retrieval), ("projection", "Embedding space", _projection),
-    ("mismatches", "Mismatches", _mismatches), ("flips", "Flips", _flips),
+    ("mismatches", "Mismatches", _mismatches), ("label-errors", "Label errors", _label_errors),
+    ("flips", "Flips", _flips),
     ("reproducibility", "Reproducibility", _repro),
 )
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from workbench.label_errors import SIGNALS
 from workbench.reports import common, static
 from workbench.reports.data import ReportData
 
@@ -75,6 +76,8 @@ def render_markdown(data: ReportData, files_dir: str, *, dpi: int = 110) -> tupl
                          for i, r in enumerate(data.runs)])
     out += ["## Summary", "", md_table(runs), ""]
     for info in data.eval_sets.values():
+        if info.get("leakage_warning"):
+            out += [f"> **Warning:** {esc(info['leakage_warning'])}", ""]
         out += [f"### Eval set {esc(info.get('name'))}", "", kv(common.eval_set_rows(info),
                                                                 code_keys=("recreate with",)), ""]
 
@@ -87,14 +90,16 @@ def render_markdown(data: ReportData, files_dir: str, *, dpi: int = 110) -> tupl
         out += [f"### {esc(run.label)}", "", md_table(common.metrics_table(run)), ""]
 
     out += ["## ROC, precision–recall and calibration", "", image("curves", figs["curves"], "ROC, PR and reliability"),
-            "", "## Operating point and confusion matrix", "", image("confusion", figs["confusion"], "confusion"), ""]
+            "", esc(common.CALIBRATION_NOTE), "", md_table(common.calibration_table(data)), "",
+            "## Operating point and confusion matrix", "", image("confusion", figs["confusion"], "confusion"), ""]
     for run in data.runs:
         out += [f"### {esc(run.label)}", "", kv(list(common.operating_point(run).items())), "",
                 md_table(common.confusion_table(run)), ""]
 
-    out += ["## Slices", "", image("slices", figs["slices"], "accuracy by slice"), ""]
+    out += ["## Slices", "", esc(common.SLICES_NOTE), "", image("slices", figs["slices"], "accuracy by slice"), ""]
     for run in data.runs:
-        out += [f"### Worst slices — {esc(run.label)}", "", md_table(common.slice_display(run.worst_slices)), ""]
+        out += [f"### Worst slices — {esc(run.label)}", "", md_table(common.slice_display(run.worst_slices)), "",
+                f"### All slices — {esc(run.label)}", "", md_table(common.slice_display(run.slice_table)), ""]
 
     out += ["## Retrieval", "", image("retrieval", figs["retrieval"], "retrieval metrics"), ""]
     for run in data.runs:
@@ -113,6 +118,14 @@ def render_markdown(data: ReportData, files_dir: str, *, dpi: int = 110) -> tupl
         table = table[["kind", "text", "score", "threshold", "category", "pair_kind", "image_id", "pair_id"]]
         out += [f"### {esc(run.label)}", "", image(f"mismatches_{i}", figs[f"mismatches_{i}"], "thumbnails"), "",
                 md_table(table), ""]
+
+    if data.label_errors_note:
+        out += ["## Likely label errors", "", esc(data.label_errors_note), ""]
+        if not data.label_errors.empty:
+            table = data.label_errors.drop(columns=["thumbnail"])
+            for column in ("score", *SIGNALS):
+                table[column] = table[column].map(lambda v: "–" if pd.isna(v) else common.fmt(v))
+            out += [md_table(table), ""]
 
     if data.comparison is not None:
         flips = data.flips.copy()

@@ -129,11 +129,22 @@ def render_pdf(data: ReportData, path: Path) -> Path:
                 title = titles[name]
             _figure_page(pdf, title, fig)
 
+        page = _page("Calibration")
+        page.text(0.04, 0.9, static.safe(common.CALIBRATION_NOTE, width=160), fontsize=8, va="top")
+        _table(page, common.calibration_table(data), (0.04, 0.82))
+        pdf.savefig(page)
+
         for run in data.runs:
-            worst = common.slice_display(run.worst_slices)
-            page = _page(f"Worst slices — {run.label}")
-            _table(page, worst, (0.04, 0.9))
-            pdf.savefig(page)
+            for start, chunk in _chunks(common.slice_display(run.slice_table), 40):
+                page = _page(f"Slices — {run.label}" + (" (continued)" if start else ""))
+                if not start:
+                    page.text(0.04, 0.9, static.safe(common.SLICES_NOTE, width=160), fontsize=8, va="top")
+                    page.text(0.04, 0.84, "Worst slices", fontsize=10, weight="bold")
+                    _table(page, common.slice_display(run.worst_slices), (0.04, 0.82))
+                    page.text(0.04, 0.66, f"Every slice (note \"{common.TOO_FEW}\": below the minimum)",
+                              fontsize=10, weight="bold")
+                _table(page, chunk, (0.04, 0.64 if not start else 0.9))
+                pdf.savefig(page)
 
         for run in data.runs:
             lines = [f"{k}: {v}" for k, v in common.environment_rows(run)]

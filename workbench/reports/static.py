@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from workbench.reports import common  # noqa: E402
@@ -66,7 +67,7 @@ def _label(run: RunReport, i: int) -> str:
 
 
 def curves_figure(data: ReportData) -> Figure:
-    """ROC, precision–recall and (when scores are probabilities) reliability, one line per run; × = threshold."""
+    """ROC, precision–recall and reliability (val-calibrated test probabilities), one line per run; × = threshold."""
     fig = new_figure((11, 3.9))
     axes = fig.subplots(1, 3)
     roc, pr, rel = axes
@@ -94,11 +95,12 @@ def curves_figure(data: ReportData) -> Figure:
             rel.plot(mp[keep], fp[keep], marker="o", ms=3, color=color, label=_label(run, i))
     for ax, title, xl, yl in ((roc, "ROC (test)", "false positive rate", "true positive rate"),
                               (pr, "Precision–recall (test)", "recall", "precision"),
-                              (rel, "Reliability (test)", "mean predicted score", "fraction of matches")):
+                              (rel, "Reliability (test, calibrated on val)", "mean calibrated probability",
+                               "fraction of matches")):
         ax.set(title=title, xlabel=xl, ylabel=yl, xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
         ax.grid(alpha=0.3)
     if not any((r.curves or {}).get("reliability") for r in data.runs):
-        rel.text(0.5, 0.5, "scores are not probabilities:\nno reliability diagram", ha="center", va="center",
+        rel.text(0.5, 0.5, "metrics computed before calibration:\nno reliability diagram", ha="center", va="center",
                  fontsize=8, color="#666666", transform=rel.transAxes)
     roc.legend(fontsize=7, loc="lower right")
     return fig
@@ -124,7 +126,8 @@ def confusion_figure(data: ReportData) -> Figure:
 
 
 def slices_figure(data: ReportData, *, metric: str = "pair/accuracy", max_slices: int = 24) -> Figure:
-    """Heatmap slices × runs of one metric; the slices shown are the worst (by the lowest value across runs)."""
+    """Heatmap slices × runs of one metric, worst first (lowest value across runs) among slices with enough pairs;
+    slices with too few pairs follow in grey, labelled, and are never counted among the worst."""
     long = common.slices_long(data)
     long = long[long["name"] == metric] if not long.empty else long
     fig = new_figure((10, 1.2 + 0.24 * min(max_slices, max(len(long), 1) // max(len(data.runs), 1) + 1)))
@@ -133,18 +136,25 @@ def slices_figure(data: ReportData, *, metric: str = "pair/accuracy", max_slices
         ax.text(0.5, 0.5, f"No per-slice values of {metric}", ha="center", va="center")
         ax.axis("off")
         return fig
-    long = long.assign(slice=long["slice_kind"].astype(str) + ": " + long["slice_value"].astype(str))
+    few_col = long["too_few"].fillna(False).astype(bool) if "too_few" in long else False
+    long = long.assign(slice=long["slice_kind"].astype(str) + ": " + long["slice_value"].astype(str), few=few_col)
     wide = long.pivot_table(index="slice", columns="run", values="value", aggfunc="first")
     wide = wide[[r.label for r in data.runs if r.label in wide.columns]]
-    wide = wide.loc[wide.min(axis=1).sort_values().index[:max_slices]]
+    few = long.groupby("slice")["few"].any().reindex(wide.index)
+    order = list(wide[~few].min(axis=1).sort_values().index) + sorted(wide.index[few])
+    wide, few = wide.loc[order[:max_slices]], few.loc[order[:max_slices]].to_numpy()
     z = wide.to_numpy(dtype=float)
-    ax.imshow(z, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    ax.imshow(np.where(few[:, None], np.nan, z), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    if few.any():
+        ax.imshow(np.where(few[:, None] & np.isfinite(z), 0.0, np.nan), cmap=ListedColormap(["#e0e0e0"]),
+                  vmin=0, vmax=1, aspect="auto")
     for (r, k), v in np.ndenumerate(z):
         if np.isfinite(v):
-            ax.text(k, r, f"{v:.3f}", ha="center", va="center", fontsize=7)
+            ax.text(k, r, f"{v:.3f}" + (f" ({common.TOO_FEW})" if few[r] else ""), ha="center", va="center",
+                    fontsize=7, color="#666666" if few[r] else "black")
     ax.set_yticks(range(len(wide.index)), [safe(s, max_len=40) for s in wide.index], fontsize=7)
     ax.set_xticks(range(len(wide.columns)), [safe(c, max_len=34) for c in wide.columns], fontsize=7)
-    ax.set_title(f"{metric} by slice (the {len(wide)} worst slices)", fontsize=9)
+    ax.set_title(f"{metric} by slice, worst first (grey: {common.TOO_FEW}, never ranked)", fontsize=9)
     return fig
 
 

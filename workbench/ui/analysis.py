@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from workbench import analysis, evaluation, runner
-from workbench.metrics import get_metric
+from workbench.data.evalsets import leakage_warning
+from workbench.metrics import calibrator_from_dict, get_metric
 from workbench.ui.common import escape_markdown, file_mtime, thumbnail
 from workbench.viz import figures
 
@@ -25,8 +27,10 @@ PAGE_DEFAULTS: dict[str, Any] = {
     "mismatch_message": None,
 }
 LEADERBOARD_METRICS = ("pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc",
-                       "t2i/success@1", "t2i/success@5", "t2i/mrr", "i2t/success@1", "i2t/success@5", "i2t/mrr")
-RETRIEVAL_METRICS = ("success@1", "success@5", "success@10", "mrr", "ndcg@10")
+                       "pair/ece", "pair/brier", "t2i/success@1", "t2i/success@5", "t2i/mrr", "i2t/success@1",
+                       "i2t/success@5", "i2t/mrr")
+CALIBRATION_METRICS = ("pair/ece", "pair/brier", "pair/log_loss")
+RETRIEVAL_METRICS = ("success@1", "success@5", "success@10", "precision@5", "mrr", "ndcg@10")
 SLICE_KINDS = ("category", "pair_kind", "swapped_attribute", "language")
 KIND_LABELS = {"false_positive": "False positives (non-matches scored as matches)",
                "false_negative": "False negatives (matches scored as non-matches)",
@@ -47,6 +51,19 @@ def done_runs(db: str) -> pd.DataFrame:
     runs = runs[runs["status"] == "done"][["run_id", "config", "eval_set", "created_at"]].reset_index(drop=True)
     runs["label"] = [analysis.run_label(r) for r in runs.to_dict("records")]
     return runs
+
+
+@st.cache_data(ttl=5, max_entries=16, show_spinner=False)
+def leakage_warnings(eval_sets: tuple[str, ...], db: str) -> list[str]:
+    """Warnings for eval sets imported with content (a product, image or title) in two splits."""
+    return [warning for name in eval_sets if (warning := leakage_warning(name, db))]
+
+
+def leakage_banner(runs: pd.DataFrame, selected: list[str], db: str) -> None:
+    """A warning above the comparison for each selected run's eval set that leaks across splits."""
+    eval_sets = tuple(sorted(set(runs.loc[runs["run_id"].isin(selected), "eval_set"])))
+    for warning in leakage_warnings(eval_sets, db):
+        st.warning(escape_markdown(warning), icon="⚠️")
 
 
 def metrics_version(run_ids: tuple[str, ...], db: str) -> tuple:
@@ -131,17 +148,10 @@ def leaderboard(comparison: dict, labels: dict[str, str]) -> None:
     st.table(styler, hide_index=True)
     if comparison["tests"]:
         st.markdown("**Paired tests against the baseline** (same test pairs; p-values Holm-corrected across runs)")
-        rows = []
-        for test in comparison["tests"]:
-            for name in ("pair/f1", "pair/pr_auc", "pair/accuracy", "pair/roc_auc"):
-                t = test.get(name) or {}
-                rows.append({"run": labels.get(test["run_id"], test["run_id"]), "metric": name,
-                             "test": t.get("test"), "Δ vs baseline": t.get("delta"), "p": t.get("p_value"),
-                             "p (Holm)": t.get("p_holm"),
-                             "significant (5%)": "yes" if (t.get("p_holm") or 1) < 0.05 else "no"})
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                    for c in ("Δ vs baseline", "p", "p (Holm)")})
+        st.caption(f"Unit of every paired test: {comparison['n_clusters']} product clusters (content groups) "
+                   f"over {comparison['n_test_pairs']} test pairs; pairs of one product are not independent.")
+        st.dataframe(analysis.paired_tests_frame(comparison, labels), hide_index=True, width="stretch",
+                     column_config={"Δ vs baseline": st.column_config.NumberColumn(format="%.4f")})
 
 
 def operating_point_panel(run_id: str, db: str, version: tuple, curve: dict | None) -> None:
@@ -162,7 +172,8 @@ def operating_point_panel(run_id: str, db: str, version: tuple, curve: dict | No
         cols = st.columns(4)
         for col, name in zip(cols, ("precision", "recall", "f1", "accuracy"), strict=True):
             col.metric(name, f"{point[name]:.3f}")
-        st.caption(f"Test split, {len(y):,} pairs. The run's own threshold (chosen on val) is {chosen:.4f}.")
+        st.caption(f"Test split, {len(y):,} pairs. The run's own threshold (chosen on val) is {chosen:.4f}."
+                   + _probability_note(curve, threshold))
     with right:
         st.plotly_chart(figures.confusion_figure(point), width="stretch", key=f"compare_confusion_{run_id}")
     st.markdown("**Cost of mistakes** — the cheapest threshold on val, applied to test")
@@ -186,17 +197,96 @@ def operating_point_panel(run_id: str, db: str, version: tuple, curve: dict | No
         st.caption("This run uses one global threshold (its config did not ask for per-category thresholds).")
 
 
-def calibration_panel(curve_map: dict[str, dict | None], ece: dict[str, float | None]) -> None:
+def _probability_note(curve: dict | None, threshold: float) -> str:
+    """Where the slider sits on the calibrated scale: the val-fitted probability of a pair scoring the threshold."""
+    stored = (curve or {}).get("calibration")
+    if not stored:
+        return " No calibrator stored (metrics computed before calibration)."
+    p = float(calibrator_from_dict(stored).predict([threshold])[0])
+    return f" A pair scoring exactly the threshold has calibrated match probability {p:.3f} ({stored['method']})."
+
+
+def _ci(low: Any, high: Any) -> str:
+    return "" if pd.isna(low) or pd.isna(high) else f"[{low:.3f}, {high:.3f}]"
+
+
+def calibration_frame(frame: pd.DataFrame, curve_map: dict[str, dict | None]) -> pd.DataFrame:
+    """One row per run (label): calibration method, ECE, Brier and log loss on test with 95% CIs."""
+    rows = []
+    for label, curve in curve_map.items():
+        stored = (curve or {}).get("calibration") or {}
+        row: dict[str, Any] = {"run": label, "calibration (fitted on val)": stored.get("method", "none stored")}
+        mine = frame[(frame["run"] == label) & (frame["slice_kind"] == "all")].set_index("name")
+        for name in CALIBRATION_METRICS:
+            present = name in mine.index
+            row[name] = float(mine.at[name, "value"]) if present else None
+            row[f"{name} 95% CI"] = _ci(mine.at[name, "ci_low"], mine.at[name, "ci_high"]) if present else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def calibration_panel(curve_map: dict[str, dict | None], frame: pd.DataFrame) -> None:
+    """Reliability diagram of every run's calibrated test probabilities, then ECE/Brier/log loss with CIs."""
     st.plotly_chart(figures.reliability_figure(curve_map), width="stretch", key="compare_reliability")
-    st.dataframe(pd.DataFrame({"run": list(ece), "ECE (lower is better)": list(ece.values())}), hide_index=True)
+    table = calibration_frame(frame, curve_map)
+    st.dataframe(table, hide_index=True, column_config={n: st.column_config.NumberColumn(format="%.4f")
+                                                        for n in CALIBRATION_METRICS})
+    st.caption("Scores are mapped to match probabilities by a calibrator fitted on the val split only (Platt "
+               "scaling by default, isotonic on request: `[threshold] calibration`); ECE uses 10 equal-width bins. "
+               "Lower is better for all three.")
+
+
+def _slice_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    data = frame[(frame["name"] == metric) & (frame["slice_kind"] != "all")].dropna(subset=["value"])
+    if "too_few" not in data:
+        data = data.assign(too_few=False, n_pos=pd.NA, n_neg=pd.NA)
+    return data.assign(too_few=data["too_few"].fillna(False).astype(bool))
+
+
+def _slice_view(data: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "run": data["run"], "slice": data["slice_kind"].astype(str) + ": " + data["slice_value"].astype(str),
+        "value": data["value"], "95% CI": [_ci(lo, hi) for lo, hi in zip(data["ci_low"], data["ci_high"],
+                                                                         strict=True)],
+        "positives": data["n_pos"], "negatives": data["n_neg"],
+        "note": np.where(data["too_few"], "too few pairs", ""),
+    }).reset_index(drop=True)
 
 
 def worst_slices(frame: pd.DataFrame, metric: str, n: int = 3) -> pd.DataFrame:
-    """The ``n`` worst slices of each run for one metric (direction from the registry)."""
-    data = frame[(frame["name"] == metric) & (frame["slice_kind"] != "all")].dropna(subset=["value"])
+    """The ``n`` worst slices of each run for one metric (direction from the registry), with their CIs and
+    positives/negatives; slices with too few pairs are never ranked."""
+    data = _slice_rows(frame, metric)
+    data = data[~data["too_few"]]
     ascending = get_metric(metric).higher_is_better
-    return (data.sort_values("value", ascending=ascending).groupby("run", sort=False).head(n)
-            [["run", "slice_kind", "slice_value", "value", "n"]].reset_index(drop=True))
+    ranked = data.sort_values(["value", "slice_kind", "slice_value"], ascending=[ascending, True, True])
+    runs = {run: i for i, run in enumerate(dict.fromkeys(frame["run"]))}  # runs in the order selected
+    worst = ranked.groupby("run", sort=False).head(n).sort_values("run", key=lambda r: r.map(runs), kind="stable")
+    return _slice_view(worst).drop(columns="note")
+
+
+def slice_panel(frame: pd.DataFrame, metric: str) -> None:
+    """Heatmap, worst slices (only slices with enough pairs are ranked) and every slice with its CI and counts."""
+    st.plotly_chart(figures.slice_heatmap(frame, metric=metric), width="stretch", key="compare_heatmap")
+    minimum = f"{evaluation.MIN_SLICE_POSITIVES} positives and {evaluation.MIN_SLICE_NEGATIVES} negatives"
+    st.markdown(f"**Worst slices per run** (ranked among slices with at least {minimum} on test)")
+    worst = worst_slices(frame, metric)
+    if worst.empty:
+        st.caption(f"No slice has at least {minimum}: every slice is too small to rank.")
+    else:
+        st.dataframe(worst, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.3f")})
+    st.markdown("**Every slice** (greyed: too few pairs; pair kinds and swapped attributes are all test positives "
+                "against that kind of negative)")
+    slice_table(frame, metric)
+
+
+def slice_table(frame: pd.DataFrame, metric: str) -> None:
+    """Every slice of one metric per run with CI and counts; slices with too few pairs greyed and labelled."""
+    view = _slice_view(_slice_rows(frame, metric).sort_values(["run", "slice_kind", "slice_value"]))
+    grey = f"color: #888888; background-color: {figures.TOO_FEW_COLOR}"
+    styler = view.style.apply(lambda row: [grey if row["note"] else ""] * len(row), axis=1).format(
+        {"value": "{:.3f}"}, na_rep="—")
+    st.dataframe(styler, hide_index=True, width="stretch")
 
 
 def retrieval_panel(frame: pd.DataFrame) -> None:
@@ -339,8 +429,7 @@ def retrieval_failure_card(entry: dict) -> None:
             st.text(str(entry["query_text"])[:240])
         else:
             show_image(entry["query_image_path"])
-        st.caption(f"rank of the true item: **{entry['first_rank']}** (run's ranking)"
-                   + (f", {entry['cosine_rank']} by cosine" if entry["cosine_rank"] else ""))
+        st.caption(f"rank of the true item: **{entry['first_rank']}** (run's ranking, {entry['ties']} ties)")
     with r:
         cols = st.columns(max(len(entry["results"]), 1))
         for col, item in zip(cols, entry["results"], strict=False):

@@ -1,4 +1,5 @@
-"""Shared page set-up: page config, session-state defaults, the database path and friendly errors."""
+"""Shared page set-up: page config, login and exposure checks, session-state defaults, the database path and
+friendly errors."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit import config as st_config
 
-from workbench import store
+from workbench import security, store
 from workbench.data.images import load_image
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
@@ -24,9 +26,35 @@ SESSION_DEFAULTS: dict[str, Any] = {
 def init_page(title: str, icon: str = "🧪") -> Path:
     """Configure the page, initialise session state once, and return the database path in use."""
     st.set_page_config(page_title=f"{title} · Matching workbench", page_icon=icon, layout="wide")
+    login = login_configured()
+    if login and not st.user.get("is_logged_in", False):
+        st.info("This workbench needs you to log in.")
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+    warning = security.exposure_warning(st_config.get_option("server.address"), login_configured=login)
+    if warning:
+        st.warning(warning, icon="⚠️")
     for key, value in SESSION_DEFAULTS.items():
         st.session_state.setdefault(key, value if not isinstance(value, list) else list(value))
-    return db_path()
+    path = db_path()
+    with friendly_errors("Removing old uploads"):
+        _clean_uploads_once(str(path))
+    return path
+
+
+def login_configured() -> bool:
+    """Whether Streamlit's OIDC login is set up (an ``[auth]`` section in secrets.toml): then every page asks
+    for it."""
+    try:
+        return bool(st.secrets.get("auth"))
+    except FileNotFoundError:  # no secrets file at all
+        return False
+
+
+@st.cache_resource(show_spinner=False)
+def _clean_uploads_once(db: str) -> int:
+    """Delete stale uploads once per server process and database (later ones go before each new upload)."""
+    return security.clean_uploads(db)
 
 
 def db_path() -> Path:

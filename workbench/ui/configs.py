@@ -2,6 +2,8 @@
 
 Saved configs live in ``<db dir>/configs/*.toml``; the selection for the Runs page is kept in session state under
 ``configs_selection`` (labels of :func:`config_catalog`), which survives page switches unlike widget state.
+Settings that run outside code (``trust_remote_code``, ``plugins``) are never set here: a loaded file's are shown
+read-only and left out of what is built, and a typed local model folder must lie under the data roots.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from workbench import security
 from workbench.config import (
     THRESHOLD_POLICIES,
     RunConfig,
@@ -25,7 +28,7 @@ from workbench.config import (
 )
 from workbench.models import get_encoder_spec, list_encoders
 from workbench.models.fusion import get_fusion_spec, list_fusion_heads
-from workbench.ui.common import friendly_errors
+from workbench.ui.common import db_path, escape_markdown, friendly_errors
 
 SAVED_PREFIX = "saved: "
 SELECTION_KEY = "configs_selection"
@@ -38,11 +41,13 @@ BUILDER_DEFAULTS: dict[str, Any] = {
     "configs_per_category": False, "configs_seed": 0, "configs_batch_size": 64,
 }  # fmt: skip
 SIDES = {"image": "configs_image", "text": "configs_text"}
+LOCKED_KEY = "configs_locked"  # (config name, its code-running settings) of the last loaded file, or None
 
 
 def init_state() -> None:
     """Session defaults of this page's widgets and of the grid selection shared with the Runs page."""
     st.session_state.setdefault(SELECTION_KEY, [])
+    st.session_state.setdefault(LOCKED_KEY, None)
     for key, value in BUILDER_DEFAULTS.items():
         st.session_state.setdefault(key, value)
 
@@ -69,7 +74,8 @@ def catalog_frame(catalog: dict[str, RunConfig]) -> pd.DataFrame:
     return pd.DataFrame([
         {"config": label, "image encoder": c.image_encoder.get("type"), "text encoder": c.text_encoder.get("type"),
          "fusion": c.fusion.get("type"), "offline": c.offline, "threshold": c.threshold.get("policy"),
-         "seed": c.seed, "description": c.description}
+         "seed": c.seed, "runs outside code": bool(security.code_execution_settings(c)),
+         "description": c.description}
         for label, c in catalog.items()
     ])
 
@@ -111,8 +117,11 @@ def load_into_builder(config: RunConfig) -> None:
     """Fill the builder's widgets from a config (used as an on_click callback, before widgets are drawn)."""
     state = st.session_state
     state["configs_name"], state["configs_description"] = config.name, config.description
+    settings = security.code_execution_settings(config)
+    state[LOCKED_KEY] = (config.name, settings) if settings else None
     for side, section in (("image", config.image_encoder), ("text", config.text_encoder)):
-        options = {k: v for k, v in section.items() if k != "type"}
+        options = {k: v for k, v in section.items()
+                   if k != "type" and not (k in security.CODE_OPTIONS and v)}  # shown read-only instead
         state[f"{SIDES[side]}_encoder"], state[f"{SIDES[side]}_options"] = section["type"], _options_text(options)
     state["configs_fusion"] = config.fusion["type"]
     state["configs_fusion_options"] = _options_text({k: v for k, v in config.fusion.items() if k != "type"})
@@ -156,8 +165,31 @@ def _encoder_widgets(side: str) -> tuple[str, str]:
     return name, text
 
 
+def _show_locked() -> None:
+    """A loaded file's code-running settings: read-only, with why they are left out."""
+    locked = st.session_state.get(LOCKED_KEY)
+    if not locked:
+        return
+    name, settings = locked
+    st.warning(f"'{escape_markdown(name)}' (a file on disk) sets settings that run code from outside the "
+               "workbench. The app never sets them, so what you build and save here leaves them out. Run that "
+               "file itself from the CLI, or from the Runs page when the server was started with "
+               f"{security.ALLOW_REMOTE_CODE_ENV}=1.")
+    st.text_area("Set by the file (read-only)", "\n".join(settings), disabled=True, height=68)
+
+
+def _encoder_section(name: str, text: str, side: str) -> dict[str, Any]:
+    """One encoder's config section; refuses code-running options and model folders outside the data roots."""
+    what = f"{side} encoder"
+    options = parse_options(text, get_encoder_spec(name).config_keys, what)
+    security.refuse_code_options(options, what.capitalize())
+    security.check_model_option(options.get("model"), db_path())
+    return {"type": name, **options}
+
+
 def builder() -> RunConfig | None:
     """The builder's widgets; returns the config they describe, or None (with the reason shown)."""
+    _show_locked()
     left, right = st.columns(2)
     with left:
         name = st.text_input("Name", key="configs_name")
@@ -191,8 +223,8 @@ def builder() -> RunConfig | None:
         image_spec, text_spec = get_encoder_spec(image_name), get_encoder_spec(text_name)
         raw = {
             "name": name.strip(), "description": description,
-            "image_encoder": {"type": image_name, **parse_options(image_text, image_spec.config_keys, "image encoder")},
-            "text_encoder": {"type": text_name, **parse_options(text_text, text_spec.config_keys, "text encoder")},
+            "image_encoder": _encoder_section(image_name, image_text, "image"),
+            "text_encoder": _encoder_section(text_name, text_text, "text"),
             "fusion": {"type": fusion_name, **parse_options(fusion_text, fusion_spec.config_keys, "fusion head")},
             "offline": image_spec.offline and text_spec.offline, "seed": int(seed), "threshold": threshold,
             "batch_size": int(batch_size),

@@ -2,6 +2,8 @@
 gallery of pairs with filters, summary charts and deletion with confirmation.
 
 Text from eval sets is untrusted: it is shown with ``st.text``/dataframes or markdown-escaped, never as HTML.
+Typed server paths (source, image root) must lie under the data roots, and uploads are stored privately under
+random names and deleted once imported (:mod:`workbench.security`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from streamlit import config as st_config
 
+from workbench import security
 from workbench.data.evalsets import (
     chart_data,
     delete_eval_set,
@@ -101,15 +105,15 @@ def preview_source(path: str, mtime: float, fmt: str) -> tuple[list[str], pd.Dat
     return table.columns, pd.DataFrame(rows, columns=table.columns, dtype=str), table.n_rows
 
 
+def upload_limit_mb() -> int:
+    """The size limit shown on the uploader and enforced on what it receives."""
+    return security.upload_limit_mb(st_config.get_option("server.maxUploadSize"))
+
+
 def save_upload(db: Path | str, filename: str, content: bytes) -> Path:
-    """Store an uploaded file under ``<db dir>/uploads/<content hash>/NAME`` (same bytes → same path)."""
-    digest = hashlib.sha256(content).hexdigest()[:16]
-    safe = re.sub(r"[^\w.\-]+", "_", Path(filename).name).strip("._") or "upload"
-    path = Path(db).parent / "uploads" / digest / safe
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return path
+    """Remove stale uploads, then store this one in the private upload folder under a random name."""
+    security.clean_uploads(db)
+    return security.store_upload(db, filename, content, limit_mb=upload_limit_mb())
 
 
 def _clear_caches() -> None:
@@ -119,28 +123,50 @@ def _clear_caches() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ import
-def _source_path(db: Path) -> Path | None:
+def _stored_upload(db: Path, upload: Any) -> Path:
+    """The upload's private copy, written once per uploaded file (reruns reuse it until it is imported)."""
+    stored = st.session_state.get("evalsets_upload_stored")
+    if stored and stored[0] == upload.file_id and Path(stored[1]).is_file():
+        return Path(stored[1])
+    path = save_upload(db, upload.name, upload.getvalue())
+    st.session_state["evalsets_upload_stored"] = (upload.file_id, str(path))
+    return path
+
+
+def _source_path(db: Path) -> tuple[Path, str | None] | None:
+    """The source to read and, for an upload, the user's file name (recorded as the eval set's source)."""
     kind = st.radio("Source", ["Upload a file", "A file or folder on the server"], horizontal=True,
                     key="evalsets_source_kind")
     if kind == "Upload a file":
-        upload = st.file_uploader("Eval set file (CSV, TSV, JSONL or Parquet)", type=UPLOAD_TYPES,
-                                  key="evalsets_upload")
+        limit = upload_limit_mb()
+        upload = st.file_uploader(f"Eval set file (CSV, TSV, JSONL or Parquet; at most {limit} MB)",
+                                  type=UPLOAD_TYPES, key="evalsets_upload", max_upload_size=limit)
         if upload is None:
             st.info("Upload a table with one row per (image, text): columns such as `image_path`, `title`, "
                     "`sku`, `category`, and optionally `label`/`split`. Image paths are read relative to the "
-                    "image root below, so an uploaded table needs absolute image paths under it or URLs.")
+                    "image root below, so an uploaded table needs absolute image paths under it or URLs. "
+                    "The upload is kept privately and deleted once imported.")
             return None
-        return save_upload(db, upload.name, upload.getvalue())
+        try:
+            return _stored_upload(db, upload), upload.name
+        except ValueError as exc:
+            st.error(f"Upload refused: {exc}")
+            return None
     typed = st.text_input("Path on the server", key="evalsets_path",
                           placeholder="/data/catalogue/pairs.csv or a folder with one sub-folder per category")
     if not typed.strip():
-        st.info("Type the path of a CSV/TSV/JSONL/Parquet file or of an image folder on this server.")
+        st.info("Type the path of a CSV/TSV/JSONL/Parquet file or of an image folder on this server, under "
+                f"the data roots ({', '.join(str(r) for r in security.data_roots(db))}).")
         return None
-    path = Path(typed.strip()).expanduser()
+    try:
+        path = security.check_server_path(typed, db, what="path")
+    except ValueError as exc:
+        st.error(f"Refused: {exc}")
+        return None
     if not path.exists():
         st.error(f"Nothing at {path}; check the path (it is read on the server, not your computer).")
         return None
-    return path
+    return path, None
 
 
 def _mapping_widgets(columns: list[str], token: str) -> dict[str, str | None]:
@@ -190,9 +216,10 @@ def _show_outcome(outcome: Any, validate_only: bool, strict: bool) -> None:
 
 def import_section(db: Path) -> None:
     """Pick a source, map its columns, choose the options, then Validate or Import."""
-    path = _source_path(db)
-    if path is None:
+    source = _source_path(db)
+    if source is None:
         return
+    path, upload_name = source
     try:
         guessed_format = guess_format(path)
     except ValueError as exc:
@@ -202,14 +229,22 @@ def import_section(db: Path) -> None:
     token = hashlib.sha256(str(path).encode()).hexdigest()[:10]
     fmt = st.selectbox("Format", formats, key=f"evalsets_format_{token}",
                        index=formats.index(guessed_format) if guessed_format in formats else 0)
-    image_root = st.text_input("Image root (optional; default: the file's folder)", key="evalsets_image_root")
+    typed_root = st.text_input("Image root (optional; default: the file's folder)", key="evalsets_image_root")
+    image_root = None
+    if typed_root.strip():
+        try:
+            image_root = security.check_server_path(typed_root, db, what="image root")
+        except ValueError as exc:
+            st.error(f"Refused: {exc}")
+            return
     with friendly_errors("Reading the source"):
         columns, preview, n_rows = preview_source(str(path), file_mtime(path), fmt)
-        st.caption(f"Preview: first {min(PREVIEW_ROWS, len(preview))} of {n_rows} rows of {path.name}")
+        st.caption(f"Preview: first {min(PREVIEW_ROWS, len(preview))} of {n_rows} rows of "
+                   f"{escape_markdown(upload_name or path.name)}")
         st.dataframe(preview, hide_index=True, width="stretch")
         mapping = _mapping_widgets(columns, f"{token}_{fmt}")
         c1, c2, c3, c4 = st.columns([2, 1, 2, 1])
-        name = c1.text_input("Eval set name", value=path.stem, key=f"evalsets_name_{token}")
+        name = c1.text_input("Eval set name", value=Path(upload_name or path).stem, key=f"evalsets_name_{token}")
         mode = c2.radio("Mode", ["strict", "lenient"], key="evalsets_mode",
                         help="strict: import nothing if any row has an error; lenient: import the good rows.")
         negatives = c3.multiselect("Generated negatives", list(NEGATIVE_KINDS), default=list(NEGATIVE_KINDS),
@@ -224,13 +259,16 @@ def import_section(db: Path) -> None:
         def progress(done: int, total: int) -> None:
             bar.progress(done / total if total else 1.0, text=f"Checking images: {done}/{total}")
 
-        outcome = import_eval_set(path, name, db=db, fmt=fmt, mapping=mapping, image_root=image_root.strip() or None,
+        outcome = import_eval_set(path, name, db=db, fmt=fmt, mapping=mapping, image_root=image_root,
                                   strict=mode == "strict", negatives=tuple(negatives), seed=int(seed),
-                                  validate_only=validate, progress=progress)
+                                  validate_only=validate, progress=progress, source_name=upload_name)
         bar.empty()
         if outcome.imported:
             _clear_caches()
             st.session_state["selected_eval_set"] = outcome.name
+            if upload_name is not None:
+                security.remove_upload(path, db)
+                st.session_state.pop("evalsets_upload_stored", None)
         _show_outcome(outcome, validate, mode == "strict")
 
 

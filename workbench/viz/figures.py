@@ -22,6 +22,7 @@ CORRECT_LABELS = {True: "classified right", False: "classified wrong", None: "no
 CORRECT_COLORS = {"classified right": "#2ca02c", "classified wrong": "#d62728", "no positive test pair": "#9e9e9e"}
 MODALITY_SYMBOLS = {"image": "circle", "text": "diamond"}
 MAX_LINES = 5000
+TOO_FEW_COLOR = "#e0e0e0"  # slices with too few pairs: greyed in heatmaps and tables
 _LAYOUT = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 50, "b": 45}}
 
 
@@ -90,7 +91,10 @@ def pr_figure(curves: Mapping[str, Mapping | None]) -> go.Figure:
 
 
 def reliability_figure(curves: Mapping[str, Mapping | None]) -> go.Figure:
-    """Reliability diagrams overlaid; runs whose scores are not probabilities (no reliability) are named in a note."""
+    """Reliability diagrams of the val-calibrated test probabilities overlaid (label → ``curves`` artifact).
+
+    Marker size grows with the pairs in a bin; runs whose metrics predate calibration are named in a note.
+    """
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                              line={"dash": "dot", "color": "#aaaaaa"}, hoverinfo="skip"))
@@ -101,21 +105,24 @@ def reliability_figure(curves: Mapping[str, Mapping | None]) -> go.Figure:
         if not rel:
             missing.append(name)
             continue
+        method = html.escape(str(((artifact or {}).get("calibration") or {}).get("method", "uncalibrated")))
         mean_p, frac, count = _arr(rel.get("mean_predicted")), _arr(rel.get("fraction_positive")), _arr(
             rel.get("count"))
         keep = np.isfinite(mean_p) & np.isfinite(frac)
+        share = count[keep] / max(float(np.nansum(count)), 1.0)
         fig.add_trace(go.Scatter(
             x=mean_p[keep], y=frac[keep], mode="lines+markers", name=name, customdata=count[keep],
-            line={"color": _color(i)},
-            hovertemplate=f"{name}<br>mean predicted %{{x:.3f}}<br>fraction positive %{{y:.3f}}"
-                          "<br>%{customdata:.0f} pairs<extra></extra>",
+            line={"color": _color(i)}, marker={"size": 6 + 14 * np.sqrt(share)},
+            hovertemplate=f"{name} ({method} calibration)<br>mean probability %{{x:.3f}}<br>fraction of matches "
+                          "%{y:.3f}<br>%{customdata:.0f} pairs<extra></extra>",
         ))
     if missing:
-        fig.add_annotation(text="No reliability diagram (scores are not probabilities in [0, 1]): "
+        fig.add_annotation(text="No reliability diagram (metrics computed before calibration; recompute them): "
                                 + ", ".join(missing), showarrow=False, xref="paper", yref="paper", x=0, y=1.08,
                            xanchor="left", font={"size": 11, "color": "#666666"})
-    fig.update_layout(title="Calibration (reliability diagram, test split)", xaxis_title="mean predicted score",
-                      yaxis_title="fraction of true matches", legend={"orientation": "h", "y": -0.2}, **_LAYOUT)
+    fig.update_layout(title="Calibration (reliability diagram, test split; calibrator fitted on val)",
+                      xaxis_title="mean calibrated probability", yaxis_title="fraction of true matches",
+                      legend={"orientation": "h", "y": -0.2}, **_LAYOUT)
     fig.update_xaxes(range=[-0.01, 1.01])
     fig.update_yaxes(range=[-0.01, 1.01])
     return fig
@@ -143,7 +150,8 @@ def slice_heatmap(frame: pd.DataFrame, *, metric: str = "pair/roc_auc", n_worst:
     """Runs × slices heatmap of one metric; the ``n_worst`` cells of each run are outlined and marked ⚠.
 
     ``frame`` columns: run, slice_kind, slice_value, name, value (long format, e.g. ``load_metrics(slices=True)``
-    per run). "Worst" follows the metric's direction in the registry.
+    per run); optional too_few, n_pos, n_neg, ci_low, ci_high. Cells flagged ``too_few`` are drawn grey, say
+    "too few pairs" and are never ranked among the worst. "Worst" follows the metric's direction in the registry.
     """
     needed = {"run", "slice_kind", "slice_value", "name", "value"}
     if missing := needed - set(frame.columns):
@@ -160,31 +168,51 @@ def slice_heatmap(frame: pd.DataFrame, *, metric: str = "pair/roc_auc", n_worst:
         fig.update_layout(title=f"{metric} by slice", **_LAYOUT)
         return fig
     data["slice"] = data["slice_kind"].astype(str) + ": " + data["slice_value"].astype(str)
-    wide = data.pivot_table(index="slice", columns="run", values="value", aggfunc="first", sort=False)
+    data["too_few"] = data["too_few"].fillna(False).astype(bool) if "too_few" in data else False
     order = data.drop_duplicates("slice").sort_values(["slice_kind", "slice_value"])["slice"]
-    wide = wide.reindex(order)
-    z = wide.to_numpy(dtype=float)
+
+    def wide(column: str) -> np.ndarray:
+        if column not in data:
+            return np.full((len(order), data["run"].nunique()), np.nan)
+        table = data.pivot_table(index="slice", columns="run", values=column, aggfunc="first", sort=False)
+        return table.reindex(index=order, columns=list(dict.fromkeys(data["run"]))).to_numpy(dtype=float)
+
+    z, few = wide("value"), wide("too_few") == 1
+    columns = list(dict.fromkeys(data["run"]))
     worst = np.zeros_like(z, dtype=bool)
     for c in range(z.shape[1]):
         col = z[:, c]
-        finite = np.flatnonzero(np.isfinite(col))
-        ranked = finite[np.argsort(col[finite] if higher else -col[finite], kind="stable")]
+        rankable = np.flatnonzero(np.isfinite(col) & ~few[:, c])  # too few pairs: never among the worst
+        ranked = rankable[np.argsort(col[rankable] if higher else -col[rankable], kind="stable")]
         worst[ranked[:n_worst], c] = True
-    text = [[("" if not np.isfinite(v) else f"{v:.3f}" + (" ⚠" if w else "")) for v, w in zip(row, wrow,
-                                                                                           strict=True)]
-            for row, wrow in zip(z, worst, strict=True)]
-    runs = [html.escape(str(r)) for r in wide.columns]
-    slices = [html.escape(str(s)) for s in wide.index]
+    text = np.array([["" if not np.isfinite(v) else f"{v:.3f}" + (" ⚠" if w else "") for v, w in zip(row, wrow,
+                                                                                                   strict=True)]
+                     for row, wrow in zip(z, worst, strict=True)], dtype=object).reshape(z.shape)
+    counts = np.stack([wide("n_pos"), wide("n_neg"), wide("ci_low"), wide("ci_high")], axis=-1)
+    runs = [html.escape(str(r)) for r in columns]
+    slices = [html.escape(str(s)) for s in order]
+    hover = ("%{y}<br>%{x}<br>" + metric + " %{z:.4f} [%{customdata[2]:.3f}, %{customdata[3]:.3f}]"
+             "<br>%{customdata[0]:.0f} positives, %{customdata[1]:.0f} negatives<extra></extra>")
     fig.add_trace(go.Heatmap(
-        z=z, x=runs, y=slices, text=text, texttemplate="%{text}", colorscale="RdYlGn" if higher else "RdYlGn_r",
-        colorbar={"title": metric}, hovertemplate="%{y}<br>%{x}<br>" + metric + " %{z:.4f}<extra></extra>",
+        z=np.where(few, np.nan, z), x=runs, y=slices, text=np.where(few, "", text), texttemplate="%{text}",
+        customdata=counts,
+        colorscale="RdYlGn" if higher else "RdYlGn_r", colorbar={"title": metric}, hovertemplate=hover,
     ))
+    if few.any():
+        fig.add_trace(go.Heatmap(
+            z=np.where(few & np.isfinite(z), 0.0, np.nan), x=runs, y=slices,
+            text=np.where(few, text + "<br>too few pairs", ""), texttemplate="%{text}",
+            customdata=np.concatenate([counts, z[..., None]], axis=-1), showscale=False, name="too few pairs",
+            colorscale=[[0, TOO_FEW_COLOR], [1, TOO_FEW_COLOR]], textfont={"color": "#777777"},
+            hovertemplate=hover.replace("%{z:.4f}", "%{customdata[4]:.4f}").replace(
+                "<extra>", " (too few pairs)<extra>"),
+        ))
     for r, c in zip(*np.nonzero(worst), strict=True):
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, xref="x", yref="y",
                       line={"color": "black", "width": 2})
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
-    fig.update_layout(title=f"{metric} by slice (⚠ = {n_worst} worst per run)",
+    fig.update_layout(title=f"{metric} by slice (⚠ = {n_worst} worst per run; grey = too few pairs)",
                       height=max(300, 28 * len(slices) + 120), **_LAYOUT)
     return fig
 

@@ -1,7 +1,7 @@
-"""Fusion heads: the contract (`FusionData`, `PairSet`, `FusionHead`) and the registry.
+"""The fusion-head contract (`FusionData`, `PairSet`, `FusionHead`) and the registry.
 
-A fusion head turns encoded images and texts into match scores (higher = more likely a match). The built-in
-heads live in `workbench.models.fusion_heads` and register themselves on first use of the registry.
+A fusion head turns encoded images and texts into match scores (higher = more likely a match). This module
+knows no head: the package registers the built-ins on import, and plug-ins call `register_fusion_head`.
 
 Normalisation, stated once: heads never assume encoder outputs are L2-normalised or standardised; each head
 normalises its own inputs. `embed()` returns L2-normalised joint vectors, so for embedding heads a score is
@@ -11,7 +11,6 @@ the cosine (dot product) there.
 from __future__ import annotations
 
 import copy
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,6 +110,58 @@ class PairSet:
         return self.subset(self.label == 1)
 
 
+@dataclass
+class PairTensors:
+    """Aligned pairs as torch tensors on one device: the inputs of a head's differentiable scoring path
+    (`FusionHead.score_tensors`), which explanations differentiate through. Absent masks mean all tokens are real."""
+
+    image_vecs: torch.Tensor  # (N, Di)
+    text_vecs: torch.Tensor  # (N, Dt)
+    image_tokens: torch.Tensor | None = None  # (N, Li, D)
+    image_mask: torch.Tensor | None = None  # (N, Li) bool
+    text_tokens: torch.Tensor | None = None  # (N, Lt, D)
+    text_mask: torch.Tensor | None = None  # (N, Lt) bool
+    image_tags: torch.Tensor | None = None  # (N, T)
+    text_tags: torch.Tensor | None = None  # (N, T)
+
+    @classmethod
+    def from_fusion_data(
+        cls, data: FusionData, image_idx: np.ndarray, text_idx: np.ndarray, device: Device = "cpu"
+    ) -> PairTensors:
+        """The rows of pairs (image_idx, text_idx) of `data` as tensors."""
+        ii, tt = as_pair_index(image_idx, text_idx)
+
+        def tensor(array: np.ndarray | None, rows: np.ndarray, dtype: type = np.float32) -> torch.Tensor | None:
+            return None if array is None else torch.from_numpy(np.asarray(array[rows], dtype=dtype)).to(device)
+
+        return cls(
+            image_vecs=tensor(data.image_vecs, ii),
+            text_vecs=tensor(data.text_vecs, tt),
+            image_tokens=tensor(data.image_tokens, ii),
+            image_mask=tensor(data.image_mask, ii, bool),
+            text_tokens=tensor(data.text_tokens, tt),
+            text_mask=tensor(data.text_mask, tt, bool),
+            image_tags=tensor(data.image_tags, ii),
+            text_tags=tensor(data.text_tags, tt),
+        )
+
+    def masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and text token masks (all True where absent); needs the tokens."""
+        if self.image_tokens is None or self.text_tokens is None:
+            raise ValueError("token heads need image_tokens and text_tokens (choose token-level encoders)")
+        img = (
+            self.image_mask
+            if self.image_mask is not None
+            else self.image_tokens.new_ones(self.image_tokens.shape[:2], dtype=torch.bool)
+        )
+        txt = (
+            self.text_mask
+            if self.text_mask is not None
+            else self.text_tokens.new_ones(self.text_tokens.shape[:2], dtype=torch.bool)
+        )
+        return img, txt
+
+
 def as_pair_index(image_idx: np.ndarray, text_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert two aligned 1-D index arrays."""
     ii, tt = np.asarray(image_idx, dtype=np.int64), np.asarray(text_idx, dtype=np.int64)
@@ -180,6 +231,17 @@ class FusionHead(ABC):
         img, txt = joint
         return np.einsum("nd,nd->n", img[ii], txt[tt]).astype(np.float32)
 
+    def score_tensors(self, pairs: PairTensors) -> torch.Tensor:
+        """(N,) scores as a differentiable function of the pair tensors, equal to `score_pairs` on the same rows.
+
+        Explanations differentiate through it; a head without one can still score, but not be explained by
+        gradients.
+        """
+        raise NotImplementedError(
+            f"fusion head '{self.name}' has no differentiable scoring path (score_tensors), so gradient-based "
+            "explanations cannot pass through it"
+        )
+
     def score_matrix(
         self, data: FusionData, image_idx: np.ndarray, text_idx: np.ndarray, *, chunk: int = 65536
     ) -> np.ndarray:
@@ -230,23 +292,20 @@ def register_fusion_head(cls: type[FusionHead]) -> type[FusionHead]:
     return cls
 
 
-def _registry() -> dict[str, type[FusionHead]]:
-    importlib.import_module("workbench.models.fusion_heads")  # registers the built-ins once
-    return _REGISTRY
-
-
 def list_fusion_heads() -> list[str]:
-    return sorted(_registry())
+    """Names of the registered heads, sorted."""
+    return sorted(_REGISTRY)
 
 
 def get_fusion_class(name: str) -> type[FusionHead]:
-    registry = _registry()
-    if name not in registry:
-        raise KeyError(f"Fusion head '{name}' not found. Available: {sorted(registry)}")
-    return registry[name]
+    """The head class registered under `name`; the error lists the available names."""
+    if name not in _REGISTRY:
+        raise KeyError(f"Fusion head '{name}' not found. Available: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
 
 
 def get_fusion_spec(name: str) -> FusionSpec:
+    """The registry facts of one head (a copy of its defaults, safe to change)."""
     cls = get_fusion_class(name)
     return FusionSpec(
         cls.name,
@@ -260,4 +319,5 @@ def get_fusion_spec(name: str) -> FusionSpec:
 
 
 def create_fusion_head(name: str, **options: Any) -> FusionHead:
+    """A new, unfitted head; unknown options are an error that lists the valid keys."""
     return get_fusion_class(name)(**options)
