@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from workbench.analysis import format_p_value
 from workbench.config import RunConfig, list_configs, load_config
 from workbench.data.evalsets import DEMO_PRODUCTS, ensure_demo_eval_set
 
@@ -95,6 +96,12 @@ def _negative_kind_auc(run_id: str, *, db=None) -> tuple[dict[str, float], set[s
         rows.loc[rows["too_few"], "slice_value"])
 
 
+def _p(p: float) -> str:
+    """"=0.0123" or "<1e-4" (see :func:`workbench.analysis.format_p_value`)."""
+    text = format_p_value(p)
+    return text.replace(" ", "") if text.startswith("<") else f"={text}"
+
+
 def comparison_table(run_ids: list[str], baseline: str, db=None) -> pd.DataFrame:
     """One row per run: F1, accuracy and ROC-AUC with 95% CIs and their change against ``baseline`` with the
     Holm-corrected p-value of its paired test (F1: paired bootstrap, accuracy: McNemar, ROC-AUC: DeLong), then
@@ -125,7 +132,7 @@ def comparison_table(run_ids: list[str], baseline: str, db=None) -> pd.DataFrame
             row[name] = _with_ci(metrics.get(name), metrics.get(f"{name} CI"))
             result = tests.get(run_id, {}).get(name)
             row[f"Δ {name.split('/')[1]} (p, {test})"] = (
-                "baseline" if run_id == baseline else f"{result['delta']:+.3f} (p={result['p_holm']:.3g})"
+                "baseline" if run_id == baseline else f"{result['delta']:+.3f} (p{_p(result['p_holm'])})"
             )
         row["t2i/success@5"] = _with_ci(metrics.get("t2i/success@5"), metrics.get("t2i/success@5 CI"))
         auc, small = _negative_kind_auc(run_id, db=db)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.analysis import format_p_value
 from workbench.metrics import RETRIEVAL_TABLE_KEYS, get_metric
 from workbench.reports.data import SLICE_MINIMUM, ReportData, RunReport, flip_counts
 
@@ -102,7 +103,8 @@ def tests_table(data: ReportData) -> pd.DataFrame:
             p = t.get("p_holm")
             rows.append({"run": entry["run_id"], "metric": name, "test": t.get("test", ""),
                          "delta vs baseline": fmt(t.get("delta")), "95% CI": fmt_ci(t.get("ci_low"), t.get("ci_high")),
-                         "p": fmt(t.get("p_value")), "p (Holm)": fmt(p),
+                         "p": format_p_value(t.get("p_value")), "p (Holm)": format_p_value(p),
+                         "clusters": t.get("n_clusters", ""),
                          "significant": "" if p is None else ("yes" if p < 0.05 else "no")})
     return pd.DataFrame(rows)
 
