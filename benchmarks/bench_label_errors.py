@@ -2,14 +2,14 @@
 
 Run on demand (not part of pytest):  python -m benchmarks.bench_label_errors [--products 500] [--fraction 0.05]
 
-For each noise kind of :func:`workbench.label_errors.inject_label_noise` (``flip``: 5% of all pairs get the other
-label; ``title_swap``: 5% of the positives exchange titles two by two between products, so both become wrong
-positives) the catalogue is stored as its own eval set, the default offline configs (``python -m workbench demo``)
-are run on it, and :func:`workbench.label_errors.label_error_candidates` over the three runs is scored against the
-corrupted pair ids: ROC-AUC and precision@50 of each signal and of the combined score, on every pair and on the test
-split (the only one with joint-space vectors, so the only one where ``neighbourhood`` has values). A signal is
-scored on the pairs where it has a value (``coverage``). ``label only`` is a reference detector that knows nothing
-but the stored label (its ROC-AUC shows how much the base rate alone gives away).
+For each noise kind of :func:`workbench.evaluation.label_errors.inject_label_noise` (``flip``: 5% of all pairs get
+the other label; ``title_swap``: 5% of the positives exchange titles two by two between products, so both become
+wrong positives) the catalogue is stored as its own eval set, the default offline configs (``python -m workbench
+demo``) are run on it, and :func:`workbench.evaluation.label_errors.label_error_candidates` over the three runs is
+scored against the corrupted pair ids: ROC-AUC and precision@50 of each signal and of the combined score, on every
+pair and on the test split (the only one with joint-space vectors, so the only one where ``neighbourhood`` has
+values). A signal is scored on the pairs where it has a value (``coverage``). ``label only`` is a reference detector
+that knows nothing but the stored label (its ROC-AUC shows how much the base rate alone gives away).
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench import runner, store
+from workbench import store
 from workbench.data.catalog import generate_catalog
 from workbench.data.evalsets import media_dir, store_eval_set
 from workbench.data.model import EvalSetData
 from workbench.data.splits import NEGATIVE_KINDS, make_pairs
 from workbench.demo import demo_configs
-from workbench.label_errors import NOISE_KINDS, SIGNALS, inject_label_noise, label_error_candidates
+from workbench.evaluation.label_errors import NOISE_KINDS, SIGNALS, inject_label_noise, label_error_candidates
 from workbench.metrics import pair_metrics
+from workbench.run import runner
 
 
 def detection(is_error: np.ndarray, suspicion: np.ndarray, *, k: int) -> dict[str, float | int | None]:

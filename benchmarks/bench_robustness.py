@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import runner
 from workbench.data.evalsets import create_catalog_eval_set
 from workbench.demo import demo_configs
 from workbench.robustness import run_robustness
+from workbench.run import runner
 
 
 def cell(row: pd.Series) -> str:

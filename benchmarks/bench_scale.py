@@ -84,7 +84,7 @@ class SleepyTextEncoder:
 
 
 def bench_ray(sizes: tuple[int, ...] = (320, 2560), batch_size: int = 16) -> dict:
-    from workbench.encoding import encode_with_cache
+    from workbench.run.encoding import encode_with_cache
     from workbench.scale.ray_backend import encode_with_ray, ensure_ray
 
     start = time.perf_counter()

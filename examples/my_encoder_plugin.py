@@ -1,10 +1,16 @@
 """An example encoder plug-in: mean and standard deviation of RGB per grid cell.
 
-Load it with ``workbench.models.load_plugin("examples/my_encoder_plugin.py")`` (or a dotted module name); the
-import registers the encoder, and configs then refer to it as ``{"name": "example_grid_rgb", "grid": 2}``.
+Load it with ``workbench.models.load_plugin("examples/my_encoder_plugin.py")`` (or a dotted module name, or list
+it under ``plugins`` in a config); the import registers the encoder, and a config's encoder section then refers to
+it by its name under ``type``: ``image_encoder = {type = "example_grid_rgb", grid = 2}``.
+
+Options are declared once, with their defaults, in ``defaults``; ``Encoder.__init__`` fills them in and stores each
+as an attribute, and the resolved options are saved with every run.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,13 +26,14 @@ class GridRGBEncoder(Encoder):
     name = "example_grid_rgb"
     modality = "image"
     description = "Example plug-in: RGB mean/std per grid cell."
-    config_keys = ("grid",)
+    defaults = {"grid": 2}
+    grid: int
 
-    def __init__(self, grid: int = 2) -> None:
-        if grid < 1 or 32 % grid:
-            raise ValueError(f"grid must divide 32, got {grid}")
-        self.grid = grid
-        self.dim = grid * grid * 6
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.grid < 1 or 32 % self.grid:
+            raise ValueError(f"grid must divide 32, got {self.grid}")
+        self.dim = self.grid * self.grid * 6
 
     def preprocess(self, items: list[Image.Image]) -> torch.Tensor:
         pixels = np.stack([np.asarray(im.convert("RGB").resize((32, 32)), dtype=np.float32) / 255 for im in items])

@@ -1,4 +1,5 @@
-"""Runs: start configs × eval sets in the background, watch them live, inspect logs and errors, cancel."""
+"""Runs: start configs × eval sets in the background, watch them live (filtered and grouped), name and tag them,
+inspect logs, errors and training loss, cancel."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from workbench.ui import configs
 from workbench.ui import runs as runs_ui
 from workbench.ui.common import init_page
 
-db = init_page("Runs", icon="🏃")
-configs.init_state()
+db = init_page("Runs", icon=":material/play_circle:")
 st.title("Runs")
 st.caption("Runs execute one after another in a background thread of this server: you can switch pages, reload or "
            "open a new tab. Runs started from the command line on the same database appear here too.")
 
-catalog, _ = configs.config_catalog(str(db))
+catalog = configs.load_catalog(db).configs
 with st.expander("Start runs", expanded=True):
     started = runs_ui.start_form(db, catalog, st.session_state[configs.SELECTION_KEY])
 if started:
@@ -23,7 +23,8 @@ if started:
 
 def live_body(runs) -> None:
     st.subheader("All runs")
-    runs_ui.show_table(runs)
+    shown, group_by = runs_ui.filters(runs) if not runs.empty else (runs, None)
+    runs_ui.show_table(shown, group_by)
     if not runs.empty:
         st.subheader("Run details")
         runs_ui.show_details(db, runs)

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.reports import FORMATS
+from workbench.ui import cache
 from workbench.ui import reports as ui
 from workbench.ui.common import friendly_errors, init_page
 
-db = str(init_page("Reports", icon="📄"))
+db = init_page("Reports", icon=":material/description:")
 st.title("Reports")
 st.caption("Shareable exports of stored results: metrics with CIs, curves, slices, retrieval, mismatches, flips "
            "and a reproducibility card (config, hashes, versions and the command that recreates each run).")
 
-runs = ui.finished_runs(db)
+runs = cache.finished_runs(db)
 if runs.empty:
     st.info("No finished runs yet. Start some on the Runs page.")
     st.stop()
 
 selected = ui.choose_runs(runs)
 left, right = st.columns([2, 1])
-fmt = left.radio("Format", list(FORMATS), format_func=ui.FORMAT_LABELS.get, horizontal=True, key="reports_format")
+fmt = left.radio("Format", list(ui.FORMAT_LABELS), format_func=ui.FORMAT_LABELS.get, horizontal=True,
+                 key="reports_format")
 projection = right.selectbox("Embedding map", list(ui.PROJECTIONS), format_func=ui.PROJECTIONS.get,
                              key="reports_projection")
 
@@ -31,7 +32,7 @@ req = st.session_state.get(ui.STATE_KEY)
 if req:
     report = None
     with friendly_errors("Generating the report"), st.spinner("Generating the report…"):
-        report = ui.rendered(db, req["run_ids"], req["projection"], req["fmt"])
+        report = ui.rendered(db, req)
     if report is not None:
         ui.download_buttons(db, req)
         ui.preview(report)

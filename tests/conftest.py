@@ -29,26 +29,26 @@ def catalog_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="session")
-def part2_db(tmp_path_factory: pytest.TempPathFactory):
-    """A 30-product catalogue with two finished runs (see part2_data.py); treat as read-only."""
-    from part2_data import build
+def two_runs_db(tmp_path_factory: pytest.TempPathFactory):
+    """A 30-product catalogue with two finished runs (see two_runs.py); treat as read-only."""
+    from two_runs import build
 
     return build(tmp_path_factory)
 
 
 @pytest.fixture
-def part2_copy(part2_db, tmp_path: Path):
-    """A private, writable copy of the part-2 database."""
-    from part2_data import copy_db
+def two_runs_copy(two_runs_db, tmp_path: Path):
+    """A private, writable copy of the two-runs database."""
+    from two_runs import copy_db
 
-    return copy_db(part2_db, tmp_path / "copy")
+    return copy_db(two_runs_db, tmp_path / "copy")
 
 
 @pytest.fixture
-def app_env(part2_copy, monkeypatch: pytest.MonkeyPatch):
+def app_env(two_runs_copy, monkeypatch: pytest.MonkeyPatch):
     """The private copy, with WORKBENCH_DB pointing at it for AppTest pages."""
-    monkeypatch.setenv("WORKBENCH_DB", str(part2_copy.path))
-    return part2_copy
+    monkeypatch.setenv("WORKBENCH_DB", str(two_runs_copy.path))
+    return two_runs_copy
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import re
 import pytest
 import torch
 
-from workbench import runner
 from workbench.cli import build_parser
 from workbench.config import RunConfig, load_config
 from workbench.demo import DEMO_SUITES, NEGATIVE_KINDS, comparison_table, demo_configs, run_demo
+from workbench.run import runner
 
 TINY_ENCODER = {"width": 4, "image_size": 32, "epochs": 1, "hidden": 8, "embed_dim": 8, "max_length": 16}
 TINY_FUSION = {"epochs": 2, "patience": 1}

@@ -1,19 +1,27 @@
 """Run configurations: image encoder + text encoder + fusion head + threshold options + seed.
 
-Configs are TOML or JSON files (the ready-made ones live in ``configs/``) or plain dicts built in Python or the app.
+Configs are TOML or JSON files or plain dicts built in Python or the app. They live in two folders that the app and
+the CLI both read: the ready-made ones in ``configs/`` (listed by name) and the saved ones in
+``<database folder>/configs`` (what the app's Save button writes; listed as ``saved: NAME``, loadable by ``NAME``
+when no ready-made config has that name).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from workbench import store
 from workbench.metrics.calibration import CALIBRATION_METHODS
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+SAVED_DIR_NAME = "configs"  # under the database's folder
+SAVED_PREFIX = "saved: "
 THRESHOLD_POLICIES = ("max_f1", "youden", "target_precision", "target_fpr", "cost")
 
 
@@ -33,13 +41,14 @@ class RunConfig:
     threshold: dict = field(default_factory=lambda: {"policy": "max_f1"})
     batch_size: int = 64
     plugins: tuple[str, ...] = ()  # plug-in modules (file paths or dotted names) loaded before the encoders
+    compile: bool = False  # torch.compile the encoders on GPU (slow start, faster forward); not in the fingerprint
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def fingerprint(self) -> str:
         """Stable hash of everything that changes results (not the name or description)."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", "offline")}
+        payload = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", "offline", "compile")}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def with_seed(self, seed: int | None) -> RunConfig:
@@ -73,20 +82,24 @@ def config_from_dict(raw: dict, *, default_name: str = "custom") -> RunConfig:
         threshold=threshold,
         batch_size=int(raw.get("batch_size", 64)),
         plugins=tuple(str(p) for p in raw.get("plugins", ())),
+        compile=bool(raw.get("compile", False)),
     )
 
 
-def load_config(path_or_name: str | Path) -> RunConfig:
-    """Load a config from a .toml/.json file, or by name from the ready-made ``configs/`` folder."""
-    path = Path(path_or_name)
-    if not path.exists():
-        matches = [p for p in CONFIG_DIR.glob("*.*") if p.stem == str(path_or_name)]
-        if not matches:
-            raise ConfigError(
-                f"Config {str(path_or_name)!r} not found (neither a file nor a ready-made config). "
-                f"Available: {[c.name for c in list_configs()]}"
-            )
-        path = matches[0]
+def user_config_dir(db: str | os.PathLike[str] | None = None) -> Path:
+    """Where saved configs live: ``<database folder>/configs`` (``db`` resolved like every command's ``--db``)."""
+    return store.resolve_db_path(db).parent / SAVED_DIR_NAME
+
+
+@dataclass(frozen=True)
+class ConfigCatalog:
+    """Every config the app and the CLI offer, by the label that loads it, and why any saved file was skipped."""
+
+    configs: dict[str, RunConfig]  # ready-made by name first, then saved ones as 'saved: STEM'
+    problems: list[str]  # one line per saved file that cannot be read
+
+
+def _read(path: Path) -> RunConfig:
     text = path.read_text(encoding="utf-8")
     try:
         raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -95,11 +108,76 @@ def load_config(path_or_name: str | Path) -> RunConfig:
     return config_from_dict(raw, default_name=path.stem)
 
 
-def list_configs(directory: Path = CONFIG_DIR) -> list[RunConfig]:
-    """The ready-made configs, sorted by name."""
-    return sorted(
-        (load_config(p) for p in directory.glob("*.toml")), key=lambda c: (not c.offline, c.name)
-    )
+def _ready_made_files(suffixes: tuple[str, ...] = (".toml",)) -> list[Path]:
+    return sorted(p for p in CONFIG_DIR.iterdir() if p.suffix in suffixes)
+
+
+def _saved_files(db: str | os.PathLike[str] | None) -> list[Path]:
+    folder = user_config_dir(db)
+    return sorted(folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def config_catalog(db: str | os.PathLike[str] | None = None, *, saved: bool = True) -> ConfigCatalog:
+    """The ready-made configs (offline first, then by name) and, with ``saved``, the ones saved next to ``db``.
+
+    A ready-made config that cannot be read is a bug and raises; a saved file that cannot be read is skipped and
+    named in ``problems`` so one bad file never hides the others.
+    """
+    configs = {c.name: c for c in sorted((_read(p) for p in _ready_made_files()),
+                                         key=lambda c: (not c.offline, c.name))}
+    problems: list[str] = []
+    for path in _saved_files(db) if saved else []:
+        try:
+            configs[SAVED_PREFIX + path.stem] = _read(path)
+        except (ValueError, OSError) as exc:
+            problems.append(f"{path.name}: {exc}")
+    return ConfigCatalog(configs, problems)
+
+
+def list_configs(db: str | os.PathLike[str] | None = None, *, saved: bool = True) -> list[RunConfig]:
+    """The ready-made configs and (with ``saved``) the readable saved ones, in catalogue order."""
+    return list(config_catalog(db, saved=saved).configs.values())
+
+
+def load_config(path_or_name: str | os.PathLike[str], *, db: str | os.PathLike[str] | None = None) -> RunConfig:
+    """Load a config from a .toml/.json file, or by name: a ready-made config, else one saved next to ``db``.
+
+    ``saved: NAME`` (the app's label) always means the saved one, even when a ready-made config has that name.
+    """
+    path = Path(path_or_name)
+    if path.exists():
+        return _read(path)
+    text = str(path_or_name).strip()
+    saved_only = text.startswith(SAVED_PREFIX.strip())
+    stem = text.removeprefix(SAVED_PREFIX.strip()).strip() if saved_only else text
+    candidates = ([] if saved_only else _ready_made_files((".toml", ".json"))) + _saved_files(db)
+    for candidate in candidates:
+        if candidate.stem == stem:
+            return _read(candidate)
+    raise ConfigError(
+        f"Config {text!r} not found: neither a file, a ready-made config in {CONFIG_DIR} nor a saved one in "
+        f"{user_config_dir(db)}. Available: {list(config_catalog(db).configs)}")
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "config"
+
+
+def save_config(config: RunConfig, db: str | os.PathLike[str] | None = None, *, overwrite: bool = False) -> Path:
+    """Write ``config`` as TOML into the saved-configs folder next to ``db``; refuses to overwrite unless asked,
+    and refuses TOML that would not load back."""
+    folder = user_config_dir(db)
+    path = folder / f"{_file_stem(config.name)}.toml"
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path.name} already exists in {folder}; tick 'Overwrite' to replace it.")
+    text = dump_config_toml(config)
+    try:
+        config_from_dict(tomllib.loads(text), default_name=path.stem)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The configuration cannot be written as TOML ({exc}); simplify its options.") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def dump_config_toml(config: RunConfig) -> str:

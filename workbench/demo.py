@@ -1,14 +1,22 @@
-"""The one-command demo: bundled catalogue + default offline configs, end to end."""
+"""The one-command demo: bundled catalogue + default offline configs, end to end, in two sizes.
+
+``full`` is the 2,000-product catalogue with the default suite (three offline designs, minutes on 2 CPU cores).
+``quick`` is a 500-product catalogue with three fusion heads over one pair of cheap encoders (TF-IDF text, colour
+histograms; fitted once, the later variants read them from the embedding cache): well under a minute on 2 cores,
+and the best variant still above 0.7 ROC-AUC with clear gaps between the three (README, "The demo").
+:func:`start_demo` is the app's launcher: it never queues a variant that is already queued, running or done.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pandas as pd
 
-from workbench.analysis import format_p_value
-from workbench.config import RunConfig, list_configs, load_config
-from workbench.data.evalsets import DEMO_PRODUCTS, ensure_demo_eval_set
+from workbench.config import RunConfig, config_from_dict, list_configs, load_config
+from workbench.data.evalsets import DEMO_PRODUCTS, demo_eval_set_name, ensure_demo_eval_set
+from workbench.evaluation.compare import format_p_value
 
 DEMO_SUITES = {
     "default": ("tfidf-colorhist-cca", "minilm-cnn-contrastive", "cnn-minilm-concat-mlp"),
@@ -22,6 +30,18 @@ DEMO_SUITES = {
         "ref-multitask",
     ),
 }
+_QUICK_ENCODERS = {"image_encoder": {"type": "color_histogram"}, "text_encoder": {"type": "tfidf", "dim": 256}}
+QUICK_CONFIGS: tuple[dict, ...] = (  # one pair of encoders, three heads: the gaps come from the heads alone
+    {"name": "quick-tfidf-hist-cca", "fusion": {"type": "cca", "n_components": 8, "reg": 0.1},
+     "description": "Quick demo: TF-IDF text + colour histograms joined by an 8-component CCA."},
+    {"name": "quick-tfidf-hist-contrastive", "fusion": {"type": "contrastive", "dim": 32, "epochs": 60},
+     "description": "Quick demo: the same encoders projected into a 32-d joint space with InfoNCE."},
+    {"name": "quick-tfidf-hist-mlp", "fusion": {"type": "concat_mlp", "epochs": 40},
+     "description": "Quick demo: the same encoders classified by an MLP over [v, t, v*t, |v-t|]."},
+)
+QUICK_PRODUCTS = 500
+DEMO_SIZES: dict[str, tuple[int, str]] = {"quick": (QUICK_PRODUCTS, "quick"), "full": (DEMO_PRODUCTS, "default")}
+"""Size name -> (catalogue products, suite)."""
 NEGATIVE_KINDS = ("random", "hard", "attribute")
 COMPARISON_TESTS = (("pair/f1", "paired bootstrap"), ("pair/accuracy", "McNemar"), ("pair/roc_auc", "DeLong"))
 SUMMARY_METRICS = ("pair/f1", "pair/roc_auc", "t2i/success@5", "i2t/success@5", "t2i/mrr", "zeroshot/acc@1")
@@ -29,16 +49,50 @@ SUMMARY_METRICS = ("pair/f1", "pair/roc_auc", "t2i/success@5", "i2t/success@5", 
 
 def demo_configs(suite: str = "default") -> list[RunConfig]:
     if suite == "all":
-        return [c for c in list_configs() if c.offline]
+        return [c for c in list_configs(saved=False) if c.offline]
+    if suite == "quick":
+        return [config_from_dict({**_QUICK_ENCODERS, "offline": True, **spec}) for spec in QUICK_CONFIGS]
     if suite not in DEMO_SUITES:
-        raise ValueError(f"Unknown demo suite {suite!r}. Available: {[*DEMO_SUITES, 'all']}")
+        raise ValueError(f"Unknown demo suite {suite!r}. Available: {[*DEMO_SUITES, 'quick', 'all']}")
     return [load_config(name) for name in DEMO_SUITES[suite]]
+
+
+def demo_size(size: str) -> tuple[int, str]:
+    """(catalogue products, suite) of a demo size: ``quick`` or ``full``."""
+    if size not in DEMO_SIZES:
+        raise ValueError(f"Unknown demo size {size!r}. Available: {list(DEMO_SIZES)}")
+    return DEMO_SIZES[size]
+
+
+_launch_lock = threading.Lock()  # two clicks in two app sessions must not both queue the same variants
+
+
+def start_demo(size: str = "quick", *, db=None, device: str = "auto") -> list[str]:
+    """Queue the demo of ``size`` in the background (the app's "Run the demo"); returns the run ids, one per
+    variant in suite order.
+
+    Idempotent: a variant (same config name and fingerprint) already queued, running or done on the demo's eval
+    set keeps its run, so pressing the button twice queues nothing new; only missing, failed, cancelled or
+    interrupted variants are queued again.
+    """
+    from workbench.run import runner
+
+    n_products, suite = demo_size(size)
+    eval_set = demo_eval_set_name(n_products, 0)
+    configs = demo_configs(suite)
+    with _launch_lock:
+        runs = runner.list_runs(db=db, eval_set=eval_set)
+        live = runs[runs["status"].isin(("queued", "running", "done"))]
+        existing = {(c, f): r for r, c, f in zip(live["run_id"], live["config"], live["fingerprint"], strict=True)}
+        missing = [c for c in configs if (c.name, c.fingerprint()) not in existing]
+        queued = iter(runner.start_background_batch(missing, [eval_set], db=db, device=device) if missing else [])
+        return [existing.get((c.name, c.fingerprint())) or next(queued) for c in configs]
 
 
 def results_table(run_ids: list[str], *, db=None) -> pd.DataFrame:
     """One row per run: config, status, duration and the summary metrics with 95% CIs."""
-    from workbench.evaluation import load_metrics
-    from workbench.runner import get_run
+    from workbench.evaluation.aggregate import load_metrics
+    from workbench.run.runner import get_run
 
     rows = []
     for run_id in run_ids:
@@ -68,8 +122,9 @@ def run_demo(
     catalog_progress: Callable[[int, int], None] | None = None,
     run: Callable[[RunConfig, str], str] | None = None,
 ) -> pd.DataFrame:
-    """Create the demo catalogue if needed, run the suite's configs on it and return the results table."""
-    from workbench import runner
+    """Create the demo catalogue if needed, run the suite's configs on it and return the results table (the CLI;
+    ``n_products=QUICK_PRODUCTS, suite="quick"`` is ``demo --quick``)."""
+    from workbench.run import runner
 
     eval_set = ensure_demo_eval_set(db=db, n_products=n_products, progress=catalog_progress)
     execute = run or (lambda config, name: runner.run(config, name, db=db, device=device))
@@ -86,8 +141,8 @@ def _with_ci(value: float | None, ci: list | None) -> str:
 
 def _negative_kind_auc(run_id: str, *, db=None) -> tuple[dict[str, float], set[str]]:
     """ROC-AUC of the test positives against each kind of negative (the per-slice metrics), and the kinds with
-    too few pairs to rank (see ``workbench.evaluation.MIN_SLICE_POSITIVES``)."""
-    from workbench.evaluation import load_metrics
+    too few pairs to rank (see ``workbench.evaluation.aggregate.MIN_SLICE_POSITIVES``)."""
+    from workbench.evaluation.aggregate import load_metrics
 
     slices = load_metrics(run_id, db=db, slices=True)
     rows = slices[(slices["slice_kind"] == "pair_kind") & (slices["name"] == "pair/roc_auc")]
@@ -97,7 +152,7 @@ def _negative_kind_auc(run_id: str, *, db=None) -> tuple[dict[str, float], set[s
 
 
 def _p(p: float) -> str:
-    """"=0.0123" or "<1e-4" (see :func:`workbench.analysis.format_p_value`)."""
+    """"=0.0123" or "<1e-4" (see :func:`workbench.evaluation.compare.format_p_value`)."""
     text = format_p_value(p)
     return text.replace(" ", "") if text.startswith("<") else f"={text}"
 
@@ -111,8 +166,8 @@ def comparison_table(run_ids: list[str], baseline: str, db=None) -> pd.DataFrame
     Built on :func:`workbench.evaluation.compare_runs`; runs that did not finish get a row with their status
     and error only (they cannot be paired). The baseline row has no deltas.
     """
-    from workbench.evaluation import compare_runs
-    from workbench.runner import get_run
+    from workbench.evaluation.compare import compare_runs
+    from workbench.run.runner import get_run
 
     records = {r: get_run(r, db=db) for r in dict.fromkeys([baseline, *run_ids])}
     if records[baseline]["status"] != "done":

@@ -1,8 +1,8 @@
-"""What the app may touch on a shared machine: data roots for typed server paths, private upload storage, no
+"""What the app may touch on a shared machine: data roots for typed server paths, the upload size limit, no
 code execution from the browser, and whether the server is exposed beyond this machine.
 
 Anyone who can reach the app's port acts as the server's user, so every path typed in the browser must resolve
-(symlinks followed) under a data root, uploads live under random names in a private folder and are cleaned up,
+(symlinks followed) under a data root, uploads are bounded (and stored privately by :mod:`workbench.data.uploads`),
 and settings that run code from outside the workbench (``trust_remote_code``, ``plugins``) are never set from the
 app and only run from it after an explicit opt-in. The CLI, run by a local user, is not restricted. No Streamlit
 here: the app, the runner and the CLI can all call these checks.
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
-import secrets
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,14 +21,10 @@ from workbench.config import RunConfig
 DATA_ROOTS_ENV = "WORKBENCH_DATA_ROOTS"
 ALLOW_REMOTE_CODE_ENV = "WORKBENCH_ALLOW_REMOTE_CODE"
 MAX_UPLOAD_ENV = "WORKBENCH_MAX_UPLOAD_MB"
-UPLOAD_MAX_AGE_ENV = "WORKBENCH_UPLOAD_MAX_AGE_HOURS"
 AUTH_PROXY_ENV = "WORKBENCH_AUTH_PROXY"
 DEFAULT_MAX_UPLOAD_MB = 200  # the shipped .streamlit/config.toml sets server.maxUploadSize to the same value
-DEFAULT_UPLOAD_MAX_AGE_HOURS = 24.0
-UPLOAD_DIR_NAME = "uploads"
 CODE_OPTIONS = ("trust_remote_code",)  # encoder options that make transformers run a model repository's Python
 _TRUE = {"1", "true", "yes", "on"}
-_MB = 1024 * 1024
 
 
 class PathNotAllowedError(ValueError):
@@ -135,8 +128,9 @@ def check_app_run_config(config: RunConfig) -> None:
             f"FILE), or restart the app with {ALLOW_REMOTE_CODE_ENV}=1 if everyone who can reach it is trusted.")
 
 
-# ---------------------------------------------------------------------------------------------- uploads
-def _env_number(name: str, default: float) -> float:
+# ------------------------------------------------------------------------------------------- upload size
+def positive_env_number(name: str, default: float) -> float:
+    """A positive number from the environment (``default`` when unset), with a clear error otherwise."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -153,78 +147,10 @@ def _env_number(name: str, default: float) -> float:
 def upload_limit_mb(server_max_mb: float | None = None) -> int:
     """The upload size limit in MB: ``$WORKBENCH_MAX_UPLOAD_MB`` (default 200), never above Streamlit's
     ``server.maxUploadSize`` (which rejects larger bodies before the app sees them)."""
-    limit = _env_number(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB)
+    limit = positive_env_number(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB)
     if server_max_mb is not None and server_max_mb > 0:
         limit = min(limit, server_max_mb)
     return max(1, int(limit))
-
-
-def upload_dir(db: str | os.PathLike[str]) -> Path:
-    """The private upload folder, ``<database folder>/uploads`` (mode 0700, created on demand)."""
-    folder = Path(db).parent / UPLOAD_DIR_NAME
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask, and an older folder may be wider
-    return folder
-
-
-def store_upload(db: str | os.PathLike[str], filename: str, content: bytes, *, limit_mb: int) -> Path:
-    """Write an upload under a random name (keeping its extension, which picks the reader) with mode 0600.
-
-    The user's file name is never part of the path; callers keep it to label the eval set.
-    """
-    if len(content) > limit_mb * _MB:
-        raise ValueError(f"{filename!r} is {len(content) / _MB:.1f} MB; uploads are limited to {limit_mb} MB. "
-                         f"Put the file under a data root and use 'A file or folder on the server', or raise "
-                         f"{MAX_UPLOAD_ENV} (and Streamlit's server.maxUploadSize) when starting the app.")
-    suffix = Path(filename).suffix.lower()
-    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,10}", suffix) else ""
-    path = upload_dir(db) / f"{secrets.token_hex(16)}{suffix}"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(content)
-    return path
-
-
-def remove_upload(path: str | os.PathLike[str], db: str | os.PathLike[str]) -> bool:
-    """Delete a stored upload (after a successful import); anything outside the upload folder is left alone."""
-    path = Path(path)
-    folder = (Path(db).parent / UPLOAD_DIR_NAME).resolve()
-    if path.parent.resolve() != folder or not path.is_file():
-        return False
-    path.unlink(missing_ok=True)
-    return True
-
-
-def upload_max_age_s() -> float:
-    """Uploads older than this are deleted: ``$WORKBENCH_UPLOAD_MAX_AGE_HOURS`` (default 24 hours)."""
-    return _env_number(UPLOAD_MAX_AGE_ENV, DEFAULT_UPLOAD_MAX_AGE_HOURS) * 3600
-
-
-def clean_uploads(db: str | os.PathLike[str], *, max_age_s: float | None = None, now: float | None = None) -> int:
-    """Delete uploads (files and links, in any sub-folder) older than ``max_age_s``; returns how many went.
-
-    Links are removed, never followed, and emptied sub-folders (from older layouts) are dropped.
-    """
-    folder = Path(db).parent / UPLOAD_DIR_NAME
-    if not folder.is_dir():
-        return 0
-    cutoff = (time.time() if now is None else now) - (upload_max_age_s() if max_age_s is None else max_age_s)
-    removed = 0
-    for parent, dirs, files in os.walk(folder, topdown=False):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
-            entry = os.path.join(parent, name)
-            try:
-                if os.lstat(entry).st_mtime < cutoff:
-                    os.unlink(entry)
-                    removed += 1
-            except FileNotFoundError:  # another session removed it first
-                continue
-        if parent != os.fspath(folder):
-            try:
-                os.rmdir(parent)
-            except OSError:  # not empty: something recent is still there
-                pass
-    return removed
 
 
 # --------------------------------------------------------------------------------------------- exposure

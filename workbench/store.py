@@ -116,6 +116,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, perturbation, severity, seed, metric)
     );
     """,
+    # v6: the resolved options of a run's plug-ins (encoders and fusion head, defaults filled in)
+    """
+    ALTER TABLE runs ADD COLUMN resolved JSON;
+    """,
+    # v7: what people call a run: an editable name, tags (a JSON list of strings) and free-text notes
+    """
+    ALTER TABLE runs ADD COLUMN name VARCHAR;
+    ALTER TABLE runs ADD COLUMN tags JSON;
+    ALTER TABLE runs ADD COLUMN notes VARCHAR;
+    """,
+    # v8: people's annotations of eval-set products (tags) and named views (a gallery filter and/or a selection)
+    """
+    CREATE TABLE item_tags (
+        eval_set VARCHAR NOT NULL, product_id VARCHAR NOT NULL, tag VARCHAR NOT NULL, tagged_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (eval_set, product_id, tag)
+    );
+    CREATE TABLE saved_views (
+        eval_set VARCHAR NOT NULL, name VARCHAR NOT NULL, filters JSON, products JSON,
+        created_at TIMESTAMP NOT NULL, PRIMARY KEY (eval_set, name)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

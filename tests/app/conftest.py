@@ -28,9 +28,9 @@ class AppDB:
 
 @pytest.fixture(scope="session")
 def app_db_session(tmp_path_factory: pytest.TempPathFactory) -> AppDB:
-    from workbench import runner
     from workbench.config import config_from_dict, dump_config_toml
     from workbench.data.evalsets import create_catalog_eval_set
+    from workbench.run import runner
 
     path = tmp_path_factory.mktemp("app") / "wb.duckdb"
     create_catalog_eval_set("tiny", db=path, n_products=30, seed=1)

@@ -88,9 +88,8 @@ def test_trust_remote_code_and_model_folders_outside_the_roots_are_refused(app_d
 
 def test_a_config_file_that_runs_code_is_read_only_here_and_refused_by_the_runs_page(fresh_db, monkeypatch,
                                                                                      open_page, by_label):
-    from workbench import runner
-    from workbench.data.evalsets import demo_eval_set_name
-    from workbench.ui.runs import demo_products
+    from workbench.run import runner
+    from workbench.ui.runs import demo_eval_sets
 
     monkeypatch.delenv(security.ALLOW_REMOTE_CODE_ENV, raising=False)
     folder = fresh_db.parent / "configs"
@@ -116,7 +115,7 @@ def test_a_config_file_that_runs_code_is_read_only_here_and_refused_by_the_runs_
 
     at = open_page("pages/3_Runs.py")
     at.run()
-    by_label(at.multiselect, "Eval sets").set_value([demo_eval_set_name(demo_products(), 0)])  # never generated
+    by_label(at.multiselect, "Eval sets").set_value([demo_eval_sets()[0]])  # never generated
     by_label(at.multiselect, "Configurations").set_value(["saved: remote"])
     by_label(at.button, "Start").click().run()
     assert not at.exception

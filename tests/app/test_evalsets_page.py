@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -69,8 +71,8 @@ def test_strict_then_lenient_import_and_browse_and_delete(app_db, small_csv, ope
     at.radio(key="evalsets_view").set_value("Browse").run()
     assert at.selectbox(key="evalsets_choice").value == "shop"  # the import is selected
     at.selectbox(key="evalsets_f_label").set_value("match").run()
-    cards = [c.value for c in at.caption if c.value.startswith(("✅", "❌"))]
-    assert len(cards) == 8 and all(c.startswith("✅ match") for c in cards)
+    cards = [c.value for c in at.caption if c.value.startswith(("**match**", "no match"))]
+    assert len(cards) == 8 and all(c.startswith("**match**") for c in cards)
     assert len(at.image) == len(cards)  # a thumbnail per card
     at.text_input(key="evalsets_f_search").input("棒球帽").run()
     shown = [t.value for t in at.text]
@@ -113,3 +115,63 @@ def test_upload_validate_with_image_root_and_charts(app_db, small_csv, open_page
     at.selectbox(key="evalsets_choice").set_value("tiny").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 5
+
+
+def _zip_of(folder: Path, table: str, *, prefix: str = "") -> bytes:
+    """The folder's table and images zipped, paths relative to the folder (``prefix`` nests them one level)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.write(folder / table, prefix + table)
+        for image in sorted((folder / "img").iterdir()):
+            archive.write(image, f"{prefix}img/{image.name}")
+    return buffer.getvalue()
+
+
+def test_zip_upload_previews_image_paths_then_imports_with_the_users_file_name(app_db, small_csv, open_page,
+                                                                               by_label, page_text):
+    from workbench.data.evalsets import get_eval_set_info
+
+    at = open_page("pages/1_Eval_sets.py")
+    at.run()
+    at.radio(key="evalsets_view").set_value("Import").run()
+    payload = _zip_of(small_csv.parent, "pairs.csv", prefix="catalogue/")
+    at.file_uploader(key="evalsets_upload").upload("my shop.zip", payload, "application/zip").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert by_label(at.selectbox, "Format of the table inside the archive").value == "auto"
+    assert by_label(at.text_input, "Eval set name").value == "my shop"
+    paths = next(d.value for d in at.dataframe if "resolved_path" in d.value.columns)
+    assert len(paths) == 8 and paths["exists"].all()  # the first 8 rows resolve inside the archive
+    assert paths["resolved_path"].iloc[0] == "my shop.zip: catalogue/img/red.png"
+    assert paths["thumbnail"].str.startswith("data:image/png;base64,").all()
+    assert "Image paths of the first 8 rows**: 8 found" in page_text(at)
+
+    by_label(at.button, "Validate").click().run()
+    validated = " ".join(w.value for w in at.warning)
+    assert "Validation: 9 rows read, 1 with errors, 8 good." in validated
+    by_label(at.text_input, "Eval set name").input("zipped")
+    by_label(at.radio, "Mode").set_value("lenient")
+    by_label(at.button, "Import").click().run()
+    assert not at.exception
+    assert "Imported 'zipped': 8 products, 8 images," in " ".join(s.value for s in at.success)
+    assert "9 rows read, 1 with errors, 8 good." in " ".join(s.value for s in at.success)  # the same counts
+    info = get_eval_set_info("zipped", app_db.path)
+    assert info["source"] == "my shop.zip"
+    images = app_db.path.parent / "media" / "zipped"
+    assert len(list(images.rglob("*.png"))) == 8  # the extraction is the eval set's media folder
+
+
+def test_unmapped_required_columns_are_a_red_error_naming_the_field(app_db, small_csv, open_page, by_label):
+    at = _open_import(open_page, by_label, small_csv, "unmapped")
+    by_label(at.selectbox, "image *").set_value("(none)")
+    by_label(at.selectbox, "text *").set_value("(none)").run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert r"Set the **image \*** column and **text \*** column above" in errors  # the form labels, escaped
+    assert by_label(at.button, "Validate").disabled and by_label(at.button, "Import").disabled
+    assert not [w for w in at.warning if "Validation" in w.value]  # never a green or amber "0 with errors"
+
+    by_label(at.selectbox, "text *").set_value("title").run()
+    errors = " ".join(e.value for e in at.error)
+    assert r"Set the **image \*** column above" in errors and "holds image paths" in errors
+    by_label(at.selectbox, "image *").set_value("image_path").run()
+    assert not at.error and not by_label(at.button, "Validate").disabled

@@ -11,7 +11,9 @@ PAGE = ROOT / "pages" / "6_Mismatches.py"
 
 
 def test_mismatch_gallery_filter_and_mark_label_error(app_env):
-    from workbench import analysis
+    from workbench.evaluation.aggregate import load_metrics
+    from workbench.evaluation.label_errors import list_label_errors
+    from workbench.evaluation.mismatches import mismatches
 
     at = AppTest.from_file(str(PAGE), default_timeout=90).run()
     assert not at.exception
@@ -21,23 +23,37 @@ def test_mismatch_gallery_filter_and_mark_label_error(app_env):
     assert not at.exception
     cards = [c.value for c in at.caption if c.value.startswith("score")]
     assert cards and all("attribute" in c and "swapped" in c for c in cards)
+    at.selectbox(key="mismatch_pair_kind").set_value("random").run()
+    others = [c.value for c in at.caption if c.value.startswith("score")]
+    assert others and not any("swapped" in c or "nan" in c for c in others)  # no swap, no "swapped nan"
+    at.selectbox(key="mismatch_pair_kind").set_value("attribute").run()
     marks = [b for b in at.button if b.label == "Mark as label error"]
     assert len(marks) == len(cards)
-    expected = analysis.mismatches(app_env.kwc_run, db=app_env.path, kind="hardest_negative", pair_kind="attribute",
-                                   limit=12)
+    expected = mismatches(app_env.kwc_run, db=app_env.path, kind="hardest_negative", pair_kind="attribute",
+                          limit=12)
     first = expected["pair_id"].iloc[0]
     at.button(key=f"mismatch_mark_{first}").click().run()
     assert not at.exception
-    assert analysis.list_label_errors(app_env.eval_set, db=app_env.path)["pair_id"].tolist() == [first]
+    assert list_label_errors(app_env.eval_set, db=app_env.path)["pair_id"].tolist() == [first]
     assert any(first in s.value for s in at.success)
     assert at.button(key=f"mismatch_unmark_{first}")  # shown with a badge and an Unmark button now
 
+    before_metrics = load_metrics(app_env.kwc_run, db=app_env.path)
     at.checkbox(key="mismatch_hide_marked").check().run()
     assert f"mismatch_mark_{first}" not in {b.key for b in at.button}
     at.toggle(key=f"mismatch_exclude_{app_env.kwc_run}").set_value(True).run()
     assert not at.exception
     assert any("Recorded with the run's metrics: 1 pairs marked as label errors excluded" in c.value
                for c in at.caption)
+    table = next(d.value for d in at.dataframe if "before 95% CI" in d.value.columns).set_index("metric")
+    before = before_metrics.set_index("name")
+    after = load_metrics(app_env.kwc_run, db=app_env.path).set_index("name")
+    for name in ("pair/accuracy", "pair/roc_auc"):
+        assert table.at[name, "before"] == before.at[name, "value"] and table.at[name, "after"] == after.at[name,
+                                                                                                          "value"]
+        assert abs(table.at[name, "change"] - (after.at[name, "value"] - before.at[name, "value"])) < 1e-12
+        assert table.at[name, "before 95% CI"].startswith("[") and table.at[name, "after 95% CI"].startswith("[")
+    assert table.at["pair/accuracy", "pairs after"] == table.at["pair/accuracy", "pairs before"] - 1
 
 
 def test_retrieval_failures_section(app_env):
@@ -49,8 +65,7 @@ def test_retrieval_failures_section(app_env):
 
 
 def test_likely_label_errors_list_and_one_click_marking(app_env):
-    from workbench import analysis
-    from workbench.label_errors import label_error_candidates
+    from workbench.evaluation.label_errors import label_error_candidates, list_label_errors
 
     at = AppTest.from_file(str(PAGE), default_timeout=90).run()
     at.selectbox(key="mismatch_run").set_value(app_env.kwc_run).run()
@@ -70,8 +85,17 @@ def test_likely_label_errors_list_and_one_click_marking(app_env):
     first = expected["pair_id"].iloc[0]
     at.button(key=f"mismatch_le_mark_{first}").click().run()
     assert not at.exception
-    assert analysis.list_label_errors(app_env.eval_set, db=app_env.path)["pair_id"].tolist() == [first]
+    assert list_label_errors(app_env.eval_set, db=app_env.path)["pair_id"].tolist() == [first]
     assert any(first in s.value for s in at.success)
     at.button(key=f"mismatch_le_unmark_{first}").click().run()
-    assert analysis.list_label_errors(app_env.eval_set, db=app_env.path).empty
+    assert list_label_errors(app_env.eval_set, db=app_env.path).empty
     assert at.button(key=f"mismatch_le_mark_{first}")
+
+
+def test_swap_note_only_where_a_swap_exists():
+    from workbench.ui.mismatches import swap_note
+
+    assert swap_note({"swapped_attribute": float("nan")}) == "" and swap_note({"swapped_attribute": None}) == ""
+    assert swap_note({"swapped_attribute": "color"}) == " · swapped color"
+    assert swap_note({"swapped_attribute": "color", "swap_from": "red", "swap_to": "blue"}) == (
+        r" · swapped color\: red → blue")  # markdown-escaped: the values are untrusted

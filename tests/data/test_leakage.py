@@ -368,9 +368,9 @@ def test_eval_sets_from_before_the_audit_migrate_with_an_empty_audit(tmp_path):
 def test_compare_page_and_reports_warn_about_a_leaky_eval_set(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from workbench import runner
     from workbench.config import config_from_dict
     from workbench.reports import build_report_data, render_report
+    from workbench.run import runner
 
     db = tmp_path / "wb.duckdb"
     evalsets.create_catalog_eval_set("shop", db=db, n_products=24, seed=0)

@@ -32,8 +32,8 @@ def compute(db: Path) -> dict[str, dict[str, float | None]]:
     """Create the catalogue in ``db``, run both configs, and return {config: {metric|slice: value}}."""
     from workbench.config import config_from_dict
     from workbench.data.evalsets import create_catalog_eval_set
-    from workbench.evaluation import load_metrics
-    from workbench.runner import get_run, run
+    from workbench.evaluation.aggregate import load_metrics
+    from workbench.run.runner import get_run, run
 
     create_catalog_eval_set("golden", db=db, n_products=N_PRODUCTS, seed=SEED)
     out: dict[str, dict[str, float | None]] = {}

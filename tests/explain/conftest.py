@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from workbench import runner
 from workbench.config import config_from_dict
+from workbench.run import runner
 
 SQUARE_COLORS = {"red": (210, 30, 30), "green": (40, 170, 60), "blue": (30, 70, 210), "yellow": (235, 220, 40)}
 FILLERS = ["item", "new", "classic", "sale", "gift", "daily", "studio", "basic"]
@@ -144,7 +144,7 @@ def explain_db(tmp_path_factory: pytest.TempPathFactory) -> ExplainDB:
 @pytest.fixture(scope="session")
 def restored(explain_db: ExplainDB):
     """``restored(name)``: the run's rebuilt models, once per session (treat as read-only)."""
-    from workbench.restore import restore_run_models
+    from workbench.run.restore import restore_run_models
 
     cache: dict = {}
 

@@ -7,14 +7,14 @@ import pytest
 from PIL import Image
 
 from workbench.explain import deletion_curve, explain_items, explain_pair
-from workbench.restore import NewImage, NewText, restore_run_models
+from workbench.run.restore import NewImage, NewText, restore_run_models
 
 
 @pytest.fixture(scope="module")
-def keyword_models(part2_db):
-    """The part-2 keyword runs: cosine (kw) and contrastive (kwc) heads over the keyword fake encoders."""
-    return {name: restore_run_models(run, db=part2_db.path) for name, run in (("kw", part2_db.kw_run),
-                                                                               ("kwc", part2_db.kwc_run))}
+def keyword_models(two_runs_db):
+    """The two keyword runs: cosine (kw) and contrastive (kwc) heads over the keyword fake encoders."""
+    return {name: restore_run_models(run, db=two_runs_db.path) for name, run in (("kw", two_runs_db.kw_run),
+                                                                               ("kwc", two_runs_db.kwc_run))}
 
 
 def _halves(left: tuple[int, int, int], right: tuple[int, int, int], size: int = 64) -> Image.Image:
@@ -56,7 +56,8 @@ def test_deletion_curves_fall_below_random_on_a_trained_tower(restored, positive
     curves = []
     for pair_id in ids:
         explanation = explain_pair(models, pair_id)
-        assert explanation.image.method == "grad_cam" and np.asarray(explanation.image.relevance).shape == (4, 4)
+        assert explanation.image.method == "integrated_grad_cam"
+        assert np.asarray(explanation.image.relevance).shape == (4, 4)
         pair = models.pair(pair_id)
         curves.append(deletion_curve(models, pair["image_id"], pair["text_id"], explanation.image, "image",
                                      n_random=6))

@@ -205,7 +205,8 @@ def _split(db, split: str):
 
 
 def test_stored_run_is_calibrated_on_val_and_measured_on_test(db_copy) -> None:
-    from workbench.evaluation import compute_metrics, get_artifact, load_calibrator, load_metrics
+    from workbench.evaluation.aggregate import compute_metrics, load_calibrator, load_metrics
+    from workbench.evaluation.results import get_artifact
 
     compute_metrics(RUN, db=db_copy, n_resamples=50)
     stored = get_artifact(RUN, "curves", db=db_copy)
@@ -230,7 +231,8 @@ def test_stored_run_is_calibrated_on_val_and_measured_on_test(db_copy) -> None:
 
 def test_calibrator_ignores_test_labels_and_follows_val_labels(db_copy) -> None:
     from workbench import store
-    from workbench.evaluation import compute_metrics, get_artifact, load_metrics
+    from workbench.evaluation.aggregate import compute_metrics, load_metrics
+    from workbench.evaluation.results import get_artifact
 
     compute_metrics(RUN, db=db_copy, n_resamples=20)
     before = get_artifact(RUN, "curves", db=db_copy)["calibration"]
@@ -247,7 +249,8 @@ def test_calibrator_ignores_test_labels_and_follows_val_labels(db_copy) -> None:
 
 
 def test_isotonic_is_chosen_by_config_or_argument(db_copy) -> None:
-    from workbench.evaluation import compute_metrics, get_artifact
+    from workbench.evaluation.aggregate import compute_metrics
+    from workbench.evaluation.results import get_artifact
 
     compute_metrics(RUN, db=db_copy, n_resamples=10, threshold_options={"policy": "max_f1", "calibration": "isotonic"})
     stored = get_artifact(RUN, "curves", db=db_copy)["calibration"]
@@ -271,7 +274,7 @@ def test_config_rejects_an_unknown_calibration() -> None:
 
 def test_slice_metrics_carry_counts_intervals_and_the_too_few_flag(db_copy) -> None:
     from workbench import store
-    from workbench.evaluation import MIN_SLICE_NEGATIVES, MIN_SLICE_POSITIVES, compute_metrics, load_metrics
+    from workbench.evaluation.aggregate import MIN_SLICE_NEGATIVES, MIN_SLICE_POSITIVES, compute_metrics, load_metrics
 
     compute_metrics(RUN, db=db_copy, n_resamples=50)
     slices = load_metrics(RUN, db=db_copy, slices=True)

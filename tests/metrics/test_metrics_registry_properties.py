@@ -199,3 +199,15 @@ def test_zeroshot_perfect_and_fully_tied_scores(key: str) -> None:
     assert zeroshot_metrics(perfect, np.eye(6), labels, ks=(2,))[key] == spec.range[1]
     # a scorer that cannot tell the classes apart earns nothing under the default (pessimistic) ties
     assert zeroshot_metrics(np.zeros((40, 3)), np.zeros((6, 3)), labels, ks=(2,))[key] == spec.range[0]
+
+
+def test_every_metric_view_names_registered_metrics_once():
+    from workbench.metrics import METRIC_VIEWS, get_metric, metric_view
+
+    for name, metrics in METRIC_VIEWS.items():
+        assert metric_view(name) == metrics
+        assert len(set(metrics)) == len(metrics), name
+        for metric in metrics:
+            get_metric(metric)  # raises for a name the registry does not know
+    with pytest.raises(ValueError, match="Available"):
+        metric_view("nope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -82,7 +83,11 @@ def test_registry_sweep(name, tiny_models, image_items, text_items, targets):
     spec = get_encoder_spec(name)
     items = image_items if spec.modality == "image" else text_items
     encoder = _fitted(name, options, items, targets)
-    assert set(encoder.get_config_dict()) == set(spec.config_keys)
+    config = encoder.get_config_dict()
+    assert tuple(config) == spec.config_keys == tuple(spec.defaults)
+    for key, default in spec.defaults.items():  # an option not given runs with its declared default
+        if key not in options and default is not None:
+            assert json.loads(json.dumps(config[key])) == default, key
 
     vecs = encoder.encode(items[:6])
     assert vecs.shape == (6, encoder.dim) and vecs.dtype == np.float32
@@ -119,6 +124,41 @@ def test_registry_errors_name_the_choices():
         @register_encoder
         class Impostor(get_encoder_class("tfidf")):  # same name, different class
             pass
+
+
+def test_options_are_declared_once_in_defaults():
+    spec = get_encoder_spec("small_cnn")
+    assert spec.defaults == {"dim": 128, "width": 16, "image_size": 64, "epochs": 5, "batch_size": 32, "lr": 1e-3}
+    spec.defaults["dim"] = 1  # a copy: the registry is unchanged
+    assert get_encoder_spec("small_cnn").defaults["dim"] == 128
+    encoder = create_encoder("small_cnn", dim="16", lr=1)  # towers cast counts to int and rates to float
+    assert encoder.get_config_dict() == {**get_encoder_spec("small_cnn").defaults, "dim": 16, "lr": 1.0}
+    assert type(encoder.dim) is int and type(encoder.lr) is float
+    with pytest.raises(TypeError, match="sets config_keys; declare its options with their defaults in `defaults`"):
+
+        class OldStyle(Encoder):
+            name = "old_style"
+            modality = "text"
+            config_keys = ("dim",)
+
+    class Listed(Encoder):
+        name = "listed"
+        modality = "text"
+        defaults = {"words": ["a"]}
+
+        def preprocess(self, items: list) -> list:
+            return items
+
+        def forward(self, batch: list, device: torch.device) -> torch.Tensor:
+            return torch.zeros(len(batch), 1)
+
+    first = Listed()
+    first.words.append("b")  # each instance gets its own copy of a mutable default
+    assert Listed().words == ["a"] and Listed(words=["c"]).get_config_dict() == {"words": ["c"]}
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['word'\] for encoder 'listed'"):
+        Listed(word=["c"])
+    with pytest.raises(ValueError, match="st_folder needs model = the path of a local sentence-transformers folder"):
+        create_encoder("st_folder")
 
 
 def test_listing_and_creating_does_not_load_weights(tiny_models):
@@ -401,14 +441,14 @@ def test_image_towers_give_one_region_token_per_final_cell(name, image_items):
 @pytest.mark.parametrize("name, folder", [("hf_vision", "vit"), ("clip_image", "clip"), ("clip_image", "siglip")])
 def test_fast_image_transform_matches_the_processor(tiny_models, image_items, name, folder):
     """The threaded uint8 resize + on-device normalisation gives the processor's pixel values."""
-    from workbench.models.hf import FastImageTransform, _pixel_values
+    from workbench.models.hf_inputs import FastImageTransform, pixel_values
 
     options = {"model": tiny_models[folder]} | ({"pooling": "cls"} if name == "hf_vision" else {})
     encoder = create_encoder(name, **options)
     parts = encoder._components()
     assert isinstance(parts["fast"], FastImageTransform)
     wide = [image.resize((61, 45)) for image in image_items]  # aspect ratio and size both need work
-    fast = _pixel_values(parts, encoder.preprocess(wide), torch.device("cpu"))
+    fast = pixel_values(parts, encoder.preprocess(wide), torch.device("cpu"))
     reference = parts["processor"](images=wide, return_tensors="pt")["pixel_values"]
     assert fast.shape == reference.shape
     assert torch.allclose(fast, reference, atol=0.02)
@@ -419,6 +459,6 @@ def test_fast_image_transform_matches_the_processor(tiny_models, image_items, na
 
 
 def _image_batch_slow(parts, images):
-    from workbench.models.hf import _image_batch
+    from workbench.models.hf_inputs import image_batch
 
-    return _image_batch(parts, images)
+    return image_batch(parts, images)

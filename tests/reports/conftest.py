@@ -33,9 +33,10 @@ class Written:
 
 @pytest.fixture(scope="session")
 def report_db(tmp_path_factory: pytest.TempPathFactory) -> ReportDB:
-    from workbench import runner, store
+    from workbench import store
     from workbench.config import config_from_dict
     from workbench.data.evalsets import create_catalog_eval_set
+    from workbench.run import runner
 
     path = tmp_path_factory.mktemp("reports") / "wb.duckdb"
     create_catalog_eval_set("tiny", db=path, n_products=30, seed=1)

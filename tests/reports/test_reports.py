@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from workbench import store
-from workbench.evaluation import load_metrics
+from workbench.evaluation.aggregate import load_metrics
 from workbench.reports import FORMATS as REPORT_FORMATS
 from workbench.reports import build_report_data, render_report, write_report
 from workbench.reports.common import fmt
@@ -202,7 +202,7 @@ def test_untrusted_text_is_escaped(report_db):
 def test_reproducibility_command_recreates_the_metrics(single, report_db, monkeypatch, capsys):
     from workbench.cli import main
     from workbench.config import load_config
-    from workbench.runner import get_run
+    from workbench.run.runner import get_run
 
     report = json.loads(single.files["json"].read_text(encoding="utf-8"))
     card = report["runs"][0]["reproducibility"]
@@ -239,7 +239,7 @@ def test_cli_report_command(report_db, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------- calibration, slices
 @pytest.mark.parametrize("case", ["single", "comparison"])
 def test_calibration_is_reported_for_every_run(case, request, report_db):
-    from workbench.evaluation import load_calibrator
+    from workbench.evaluation.aggregate import load_calibrator
     from workbench.reports.markdown_report import esc
 
     written = request.getfixturevalue(case)
@@ -264,7 +264,7 @@ def test_calibration_is_reported_for_every_run(case, request, report_db):
 
 @pytest.mark.parametrize("case", ["single", "comparison"])
 def test_small_slices_are_greyed_and_never_ranked(case, request, report_db):
-    from workbench.evaluation import MIN_SLICE_NEGATIVES, MIN_SLICE_POSITIVES
+    from workbench.evaluation.aggregate import MIN_SLICE_NEGATIVES, MIN_SLICE_POSITIVES
 
     written = request.getfixturevalue(case)
     report = json.loads(written.files["json"].read_text(encoding="utf-8"))

@@ -25,9 +25,9 @@ class RobustRun:
 @pytest.fixture(scope="session")
 def robust_run(tmp_path_factory: pytest.TempPathFactory) -> RobustRun:
     """Treat as read-only except for the robustness table of seeds a test owns; copy it to write more."""
-    from workbench import runner
     from workbench.config import config_from_dict, load_config
     from workbench.data.evalsets import create_catalog_eval_set
+    from workbench.run import runner
 
     path = tmp_path_factory.mktemp("robustness") / "wb.duckdb"
     create_catalog_eval_set("tiny", db=path, n_products=30, seed=2)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from workbench import store
-from workbench.encoding import Cancelled
-from workbench.evaluation import load_metrics
-from workbench.restore import restore_run_models
+from workbench.evaluation.aggregate import load_metrics
 from workbench.robustness import METRICS, content_key, load_robustness, parse_severities, results_json, run_robustness
+from workbench.run.encoding import Cancelled
+from workbench.run.restore import restore_run_models
 
 RESAMPLES = 200
 

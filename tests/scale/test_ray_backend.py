@@ -5,9 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from workbench import runner, store
+from workbench import store
 from workbench.config import config_from_dict
-from workbench.evaluation import load_metrics
+from workbench.evaluation.aggregate import load_metrics
+from workbench.run import runner
 
 CONFIG = {
     "name": "kw",
@@ -100,7 +101,7 @@ def test_cli_run_passes_backend_and_address(monkeypatch):
     args = cli.build_parser().parse_args(["run", "--eval-set", "tiny", "--config", "kw",
                                           "--backend", "ray", "--ray-address", "ray://head:10001"])
     assert args.backend == "ray" and args.ray_address == "ray://head:10001"
-    monkeypatch.setattr("workbench.config.load_config", lambda name: config_from_dict(CONFIG))
+    monkeypatch.setattr("workbench.config.load_config", lambda name, db=None: config_from_dict(CONFIG))
     assert args.handler(args) == 0
     assert seen["backend"] == "ray" and seen["ray_address"] == "ray://head:10001"
     default = cli.build_parser().parse_args(["run", "--eval-set", "tiny", "--config", "x"])
@@ -113,8 +114,8 @@ def test_cancel_keeps_finished_shards_and_a_rerun_resumes(ray_session, tiny_cata
 
     import torch
 
-    from workbench.encoding import Cancelled, encode_with_cache
     from workbench.models import create_encoder
+    from workbench.run.encoding import Cancelled, encode_with_cache
     from workbench.scale.ray_backend import encode_with_ray
 
     db = tmp_path / "wb.duckdb"

@@ -9,14 +9,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from workbench.evaluation import get_artifact
+from workbench.evaluation.results import get_artifact
 from workbench.viz import figures
 
 
 @pytest.fixture(scope="module")
-def curves(part2_db):
-    return {"kw": get_artifact(part2_db.kw_run, "curves", db=part2_db.path),
-            "kwc": get_artifact(part2_db.kwc_run, "curves", db=part2_db.path)}
+def curves(two_runs_db):
+    return {"kw": get_artifact(two_runs_db.kw_run, "curves", db=two_runs_db.path),
+            "kwc": get_artifact(two_runs_db.kwc_run, "curves", db=two_runs_db.path)}
 
 
 def _cloud(n: int = 40) -> pd.DataFrame:
@@ -27,6 +27,8 @@ def _cloud(n: int = 40) -> pd.DataFrame:
         "category": ["mug", "lamp"] * (n // 2), "split": "test",
         "label_text": ["<script>alert(1)</script> & <b>bold</b>"] + [f"t{i}" for i in range(1, n)],
         "image_path": None, "correct": [True, False, None, True] * (n // 4),
+        "language": [None, "en", None, "zh"] * (n // 4), "pair_kind": ["positive", "positive", "positive",
+                                                                    "attribute"] * (n // 4),
     })
 
 
@@ -59,8 +61,10 @@ def test_reliability_diagram_for_every_run_and_a_note_for_old_ones(curves):
 def test_confusion_matrix_layout():
     fig = figures.confusion_figure({"tp": 5, "fp": 2, "tn": 10, "fn": 3})
     assert fig.data[0].type == "heatmap"
-    assert [list(r) for r in fig.data[0].z] == [[5, 3], [2, 10]]
-    assert "25.0%" in fig.data[0].text[0][0]  # 5 of 20
+    assert [list(r) for r in fig.data[0].z] == [[0.625, 0.375], [2 / 12, 10 / 12]]  # rates within each truth
+    assert "<b>5</b>" in fig.data[0].text[0][0] and "62.5% of actual matches" in fig.data[0].text[0][0]
+    assert "<b>10</b>" in fig.data[0].text[1][1] and "83.3% of actual non-matches" in fig.data[0].text[1][1]
+    assert fig.data[0].textfont.size >= 14 and fig.layout.margin.t >= 60 and fig.layout.title.x == 0.0
     with pytest.raises(ValueError, match="missing 'fn'"):
         figures.confusion_figure({"tp": 1, "fp": 1, "tn": 1})
 
@@ -72,12 +76,12 @@ def test_slice_heatmap_flags_the_worst_cells_by_direction():
     fig = figures.slice_heatmap(frame.assign(name="pair/roc_auc"), metric="pair/roc_auc", n_worst=1)
     heat = fig.data[0]
     assert heat.type == "heatmap" and list(heat.x) == ["A", "B"]
-    flagged = {(heat.y[r], heat.x[c]) for r, row in enumerate(heat.text) for c, t in enumerate(row) if "⚠" in t}
+    flagged = {(heat.y[r], heat.x[c]) for r, row in enumerate(heat.text) for c, t in enumerate(row) if "(worst)" in t}
     assert flagged == {("category: lamp", "A"), ("category: cap", "B")}
     assert len(fig.layout.shapes) == 2
     lower = figures.slice_heatmap(frame.assign(name="pair/brier"), metric="pair/brier", n_worst=1)
     flagged = {(lower.data[0].y[r], lower.data[0].x[c]) for r, row in enumerate(lower.data[0].text)
-               for c, t in enumerate(row) if "⚠" in t}
+               for c, t in enumerate(row) if "(worst)" in t}
     assert flagged == {("category: mug", "A"), ("category: lamp", "B")}  # lower is better: highest is worst
     empty = figures.slice_heatmap(frame.assign(name="pair/f1"), metric="pair/roc_auc")
     assert not empty.data and "No per-slice values" in empty.layout.annotations[0].text
@@ -97,9 +101,9 @@ def test_slice_heatmap_greys_small_slices_and_never_ranks_them():
     lamp = list(main.y).index("category: lamp")
     assert np.isnan(np.asarray(main.z, dtype=float)[lamp]).all()  # not on the colour scale
     assert [t for t in grey.text[lamp]] == ["0.200<br>too few pairs", "0.100<br>too few pairs"]
-    flagged = {(main.y[r], main.x[c]) for r, row in enumerate(main.text) for c, t in enumerate(row) if "⚠" in t}
+    flagged = {(main.y[r], main.x[c]) for r, row in enumerate(main.text) for c, t in enumerate(row) if "(worst)" in t}
     assert flagged == {("category: hat", "A"), ("category: cap", "B")}  # lamp is lowest but too small to rank
-    assert not any("⚠" in t for row in grey.text for t in row)
+    assert not any("(worst)" in t for row in grey.text for t in row)
     assert "%{customdata[0]:.0f} positives, %{customdata[1]:.0f} negatives" in main.hovertemplate
     np.testing.assert_array_equal(np.asarray(main.customdata)[lamp, 0, :2], [12, 40])
     assert "grey = too few pairs" in fig.layout.title.text
@@ -133,12 +137,21 @@ def test_embedding_figure_is_webgl_float32_with_escaped_hover_and_item_ids():
 @pytest.mark.parametrize("color_by, names", [
     ("correct", {"classified right (20)", "classified wrong (10)", "no positive test pair (10)"}),
     ("category", {"lamp (20)", "mug (20)"}),
-    ("split", {"test (40)"}),
+    ("language", {"image (no language) (20)", "en (10)", "zh (10)"}),
+    ("pair_kind", {"positive (30)", "attribute (10)"}),
 ])
 def test_embedding_colour_groups(color_by, names):
     fig = figures.embedding_figure(_cloud(), color_by=color_by)
     assert {t.name for t in fig.data} == names
     assert sum(len(t.x) for t in fig.data) == 40
+
+
+def test_embedding_colour_by_tag_needs_the_callers_tag_column_and_puts_the_legend_below():
+    with pytest.raises(ValueError, match="needs a 'tag' column"):
+        figures.embedding_figure(_cloud(), color_by="tag")
+    fig = figures.embedding_figure(_cloud().assign(tag=["odd", None] * 20), color_by="tag")
+    assert {t.name for t in fig.data} == {"odd (20)", "no tag (20)"}
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0
 
 
 def test_embedding_lines_join_matched_images_and_texts():

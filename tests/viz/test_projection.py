@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import analysis
+from workbench.evaluation.results import load_scored_pairs
 from workbench.viz import projection
 from workbench.viz.projection import compute_projection, get_projection, normalise_params, stratified_sample
 
@@ -47,19 +47,19 @@ def test_umap_fit_on_sample_and_transform(umap_200):
     assert (labels[d.argmin(axis=1)] == labels).mean() > 0.95
 
 
-def test_umap_get_projection_all_points_then_cached(part2_copy, umap_200, count_fits):
-    run = part2_copy.kwc_run
-    first = get_projection(run, db=part2_copy.path, method="umap", n_neighbors=5, sample_size=5000)
+def test_umap_get_projection_all_points_then_cached(two_runs_copy, umap_200, count_fits):
+    run = two_runs_copy.kwc_run
+    first = get_projection(run, db=two_runs_copy.path, method="umap", n_neighbors=5, sample_size=5000)
     assert first.description.startswith("UMAP (n_neighbors=5, min_dist=0.1, seed 0) fitted on all ")
-    again = get_projection(run, db=part2_copy.path, method="umap", n_neighbors=5, sample_size=5000)
+    again = get_projection(run, db=two_runs_copy.path, method="umap", n_neighbors=5, sample_size=5000)
     assert len(count_fits) == 1 and again.from_cache
     np.testing.assert_array_equal(first.frame[["x", "y"]].to_numpy(), again.frame[["x", "y"]].to_numpy())
 
 
-def test_pca_is_deterministic_and_describes_itself(part2_copy, count_fits):
-    a = get_projection(part2_copy.kw_run, db=part2_copy.path, method="pca")
-    projection.clear_projections(db=part2_copy.path)
-    b = get_projection(part2_copy.kw_run, db=part2_copy.path, method="pca")
+def test_pca_is_deterministic_and_describes_itself(two_runs_copy, count_fits):
+    a = get_projection(two_runs_copy.kw_run, db=two_runs_copy.path, method="pca")
+    projection.clear_projections(db=two_runs_copy.path)
+    b = get_projection(two_runs_copy.kw_run, db=two_runs_copy.path, method="pca")
     assert len(count_fits) == 2 and not b.from_cache
     np.testing.assert_array_equal(a.frame[["x", "y"]].to_numpy(), b.frame[["x", "y"]].to_numpy())
     n = len(a.frame)
@@ -70,16 +70,16 @@ def test_pca_is_deterministic_and_describes_itself(part2_copy, count_fits):
     assert a.params == {"method": "pca"}
 
 
-def test_cache_hit_returns_identical_coordinates_without_recomputing(part2_copy, count_fits):
-    first = get_projection(part2_copy.kwc_run, db=part2_copy.path, method="pca")
-    second = get_projection(part2_copy.kwc_run, db=part2_copy.path, method="pca")
+def test_cache_hit_returns_identical_coordinates_without_recomputing(two_runs_copy, count_fits):
+    first = get_projection(two_runs_copy.kwc_run, db=two_runs_copy.path, method="pca")
+    second = get_projection(two_runs_copy.kwc_run, db=two_runs_copy.path, method="pca")
     assert len(count_fits) == 1
     assert not first.from_cache and second.from_cache
     assert second.description == first.description
     np.testing.assert_array_equal(first.frame[["x", "y"]].to_numpy(), second.frame[["x", "y"]].to_numpy())
     assert first.frame.drop(columns=["x", "y"]).equals(second.frame.drop(columns=["x", "y"]))
     # PCA ignores UMAP-only parameters, so they do not split its cache
-    get_projection(part2_copy.kwc_run, db=part2_copy.path, method="pca", n_neighbors=40, seed=3)
+    get_projection(two_runs_copy.kwc_run, db=two_runs_copy.path, method="pca", n_neighbors=40, seed=3)
     assert len(count_fits) == 1
 
 
@@ -102,9 +102,9 @@ def test_stratified_sample_is_proportional_and_seeded():
     np.testing.assert_array_equal(stratified_sample(strata, 5000, seed=0), np.arange(1000))
 
 
-def test_correct_column_matches_the_runs_threshold(part2_db):
-    result = get_projection(part2_db.kwc_run, db=part2_db.path, method="pca")
-    pairs = analysis.load_scored_pairs(part2_db.kwc_run, db=part2_db.path)
+def test_correct_column_matches_the_runs_threshold(two_runs_db):
+    result = get_projection(two_runs_db.kwc_run, db=two_runs_db.path, method="pca")
+    pairs = load_scored_pairs(two_runs_db.kwc_run, db=two_runs_db.path)
     positives = pairs[pairs["label"] == 1]
     right = (positives["score"] >= positives["threshold"]).groupby(positives["image_id"]).all()
     images = result.frame[result.frame["modality"] == "image"].set_index("item_id")
@@ -122,11 +122,29 @@ def test_correct_column_matches_the_runs_threshold(part2_db):
     ({"method": "umap", "min_dist": 2.0}, "min_dist=2.0"),
     ({"method": "umap", "sample_size": 3}, "sample_size=3"),
 ])
-def test_bad_parameters_are_refused(part2_db, kwargs, message):
+def test_bad_parameters_are_refused(two_runs_db, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        get_projection(part2_db.kw_run, db=part2_db.path, **kwargs)
+        get_projection(two_runs_db.kw_run, db=two_runs_db.path, **kwargs)
 
 
-def test_unknown_run(part2_db):
+def test_unknown_run(two_runs_db):
     with pytest.raises(KeyError, match="not found"):
-        get_projection("no-such-run", db=part2_db.path, method="pca")
+        get_projection("no-such-run", db=two_runs_db.path, method="pca")
+
+
+def test_items_carry_their_language_and_strongest_pair_kind(two_runs_db):
+    from workbench import store
+
+    frame = get_projection(two_runs_db.kwc_run, db=two_runs_db.path, method="pca").frame
+    with store.connect(two_runs_db.path) as con:
+        language = dict(con.execute("SELECT text_id, language FROM texts").fetchall())
+        kinds = {t: set(k) for t, k in con.execute("SELECT text_id, list(DISTINCT pair_kind) FROM pairs "
+                                                   "GROUP BY 1").fetchall()}
+    texts = frame[frame["modality"] == "text"]
+    assert texts["language"].tolist() == [language[t] for t in texts["item_id"]]
+    for item, kind in zip(texts["item_id"], texts["pair_kind"], strict=True):
+        assert kind == ("positive" if "positive" in kinds[item] else "attribute" if "attribute" in kinds[item]
+                        else kind) and kind in kinds[item]
+    images = frame[frame["modality"] == "image"]
+    assert images["language"].isna().all() and (images["pair_kind"] == "positive").all()
+    assert texts["pair_kind"].notna().all()  # every embedded text is in some pair

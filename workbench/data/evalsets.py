@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench import store
+from workbench.data.archive import is_archive
 from workbench.data.leakage import (
     check_split_leakage,
     leakage_issues,
@@ -74,8 +76,9 @@ def content_hash(data: EvalSetData) -> str:
 
 def _check_name(name: str) -> str:
     name = (name or "").strip()
-    if not name or len(name) > 100 or any(c in name for c in "/\\\n\t"):
-        raise EvalSetError(f"Invalid eval set name {name!r}: use 1–100 characters without slashes or newlines.")
+    if not name or name in (".", "..") or len(name) > 100 or any(c in name for c in "/\\\n\t"):
+        raise EvalSetError(f"Invalid eval set name {name!r}: use 1–100 characters without slashes or newlines "
+                           "(and not '.' or '..').")
     return name
 
 
@@ -175,15 +178,24 @@ def import_eval_set(
     per-row report is returned and logged in ``import_log``. ``source_name`` is recorded as the source instead
     of the path (an upload's own file name; its stored copy has a random name and is deleted after import).
 
+    A ZIP archive (one table plus its images) is unpacked safely by :mod:`workbench.data.archive` into the eval
+    set's media folder and imported from there (``image_root``, if given, is a folder inside the archive); the
+    source recorded is the archive's file name, and the extraction is kept only when the import succeeds.
+
     User-supplied splits are checked for a product, image (bytes) or normalised title in two splits: strict mode
     rejects the import with a ``split_leakage`` error on each such row, lenient mode imports with warnings. The
     leakage section of the stored audit says which; ``near_duplicates`` adds a perceptual-hash report to it.
     """
     from workbench.data.images import ImageCache
-    from workbench.data.importers import guess_format, read_source
+    from workbench.data.importers import read_source
+    from workbench.data.readers import guess_format
 
     name = _check_name(name)
     path = Path(path)
+    if is_archive(path):
+        return _import_archive(path, name, db=db, fmt=fmt, mapping=mapping, image_root=image_root, strict=strict,
+                               negatives=negatives, seed=seed, validate_only=validate_only, progress=progress,
+                               source_name=source_name, near_duplicates=near_duplicates)
     fmt = fmt or guess_format(path)
     source = source_name or str(path)
     cache_dir = store.resolve_db_path(db).parent / "image_cache"
@@ -216,8 +228,31 @@ def import_eval_set(
     return ImportOutcome(name if not blocked else None, not blocked, n_rows, n_bad, report, summary)
 
 
+def _import_archive(path: Path, name: str, *, db, fmt: str | None, image_root, source_name: str | None,
+                    validate_only: bool, **options) -> ImportOutcome:
+    """Unpack the archive into the eval set's media folder, import from there, keep it only if imported."""
+    from workbench.data.archive import extract_archive
+
+    if not validate_only:
+        with store.connect(db) as con:
+            if con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]:
+                raise EvalSetError(f"An eval set named {name!r} already exists; choose another name or delete it "
+                                   "first.")
+    extracted = extract_archive(path, media_dir(db, name), fmt=fmt, image_root=image_root)
+    try:
+        outcome = import_eval_set(extracted.table, name, db=db, fmt=extracted.fmt, image_root=extracted.image_root,
+                                  source_name=source_name or path.name, validate_only=validate_only, **options)
+    except BaseException:
+        extracted.remove()
+        raise
+    if not outcome.imported:
+        extracted.remove()
+    return outcome
+
+
 def media_dir(db: str | os.PathLike[str] | None, name: str) -> Path:
-    return store.resolve_db_path(db).parent / "media" / name
+    """Where an eval set's own image files live (the synthetic catalogue's renders, unpacked archives)."""
+    return store.resolve_db_path(db).parent / "media" / _check_name(name)
 
 
 def create_catalog_eval_set(
@@ -357,11 +392,13 @@ def _like_pattern(search: str) -> str:
 
 def query_pairs(
     db: Path | str, name: str, *, split: str | None = None, label: int | None = None, pair_kind: str | None = None,
-    category: str | None = None, search: str = "", limit: int = 24, offset: int = 0,
+    category: str | None = None, search: str = "", tag: str | None = None, products: list[str] | None = None,
+    limit: int = 24, offset: int = 0,
 ) -> tuple[pd.DataFrame, int]:
     """One page of an eval set's pairs (image path, text, label, split, kind, category) and the filtered total.
 
-    Filters are bound parameters; ``search`` matches the text or product id, case-insensitively.
+    Filters are bound parameters; ``search`` matches the text or product id, case-insensitively; ``tag`` and
+    ``products`` keep pairs whose image belongs to a product with that tag / among those products (a saved view).
     """
     where, params = ["p.eval_set = ?"], [name]
     for column, value in (("p.split", split), ("p.label", label), ("p.pair_kind", pair_kind),
@@ -372,6 +409,12 @@ def query_pairs(
     if search.strip():
         where.append("(t.text ILIKE ? ESCAPE '\\' OR i.product_id ILIKE ? ESCAPE '\\')")
         params += [_like_pattern(search.strip())] * 2
+    if tag is not None:
+        where.append("i.product_id IN (SELECT product_id FROM item_tags WHERE eval_set = p.eval_set AND tag = ?)")
+        params.append(tag)
+    if products is not None:
+        where.append("list_contains(?, i.product_id)")
+        params.append(list(products))
     body = (
         " FROM pairs p"
         " JOIN images i ON i.eval_set = p.eval_set AND i.image_id = p.image_id"
@@ -428,15 +471,18 @@ def _delete_rows(con, name: str) -> None:
         for run_id in run_ids:
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
     con.execute("DELETE FROM runs WHERE eval_set = ?", [name])
-    for table in ("pairs", "texts", "images", "attributes", "products", "label_errors"):
+    for table in ("pairs", "texts", "images", "attributes", "products", "label_errors", "item_tags", "saved_views"):
         con.execute(f"DELETE FROM {table} WHERE eval_set = ?", [name])
     con.execute("DELETE FROM eval_sets WHERE name = ?", [name])
 
 
 def delete_eval_set(name: str, db: str | os.PathLike[str] | None = None) -> None:
-    """Delete an eval set and the runs made on it (the embedding cache is kept: it is keyed by content)."""
+    """Delete an eval set, the runs made on it and its media folder (images the workbench wrote: catalogue renders,
+    unpacked archives; files imported from elsewhere are never touched). The embedding cache is kept: it is keyed
+    by content."""
     with store.connect(db) as con:
         if not con.execute("SELECT count(*) FROM eval_sets WHERE name = ?", [name]).fetchone()[0]:
             raise EvalSetError(f"Eval set {name!r} not found.")
         with store.transaction(con):
             _delete_rows(con, name)
+    shutil.rmtree(media_dir(db, name), ignore_errors=True)

@@ -8,12 +8,16 @@ about 179 megapixels by default), read from the header before anything is decode
 scale (``Image.draft``: 1/2 to 1/8 of each side), so a 94-megapixel phone photo costs about 1.5 megapixels of
 memory. Formats without reduced decoding (PNG, WebP, TIFF …) must be decoded in full; those above
 :data:`LARGE_DECODE_PIXELS` are decoded one at a time, so concurrent probes hold at most one such image in memory.
+
+:class:`PixelSpec` is the second half of preprocessing: how an encoder resizes and crops a decoded image into its
+uint8 input, shared by the encoders, the CPU and GPU decoders and the decoded-pixel cache.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import tempfile
@@ -180,6 +184,87 @@ def load_image(
     empty, non-image, corrupt or over-limit files.
     """
     return _decode(Path(path), max_side, max_pixels)[0]
+
+
+@dataclass(frozen=True)
+class PixelSpec:
+    """How an encoder turns a decoded RGB image into its uint8 input: a resize to a fixed ``size`` (width, height)
+    or to a ``shortest_edge``, then an optional centre ``crop`` (height, width), with a PIL ``resample`` filter.
+
+    One implementation for the encoders' own preprocessing, the decode workers and the decoded-pixel cache (whose
+    key includes :attr:`key`), so every path produces the same pixels.
+    """
+
+    size: tuple[int, int] | None = None
+    shortest_edge: int | None = None
+    crop: tuple[int, int] | None = None
+    resample: int = int(Image.Resampling.BICUBIC)
+
+    def __post_init__(self) -> None:
+        if (self.size is None) == (self.shortest_edge is None):
+            raise ValueError(f"PixelSpec needs exactly one of size or shortest_edge, got size={self.size!r}, "
+                             f"shortest_edge={self.shortest_edge!r}")
+        sides = [*(self.size or ()), *([self.shortest_edge] if self.shortest_edge else []), *(self.crop or ())]
+        if any(int(side) < 1 for side in sides):
+            raise ValueError(f"PixelSpec sides must be >= 1, got size={self.size!r}, "
+                             f"shortest_edge={self.shortest_edge!r}, crop={self.crop!r}")
+
+    def target(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The (width, height) an image of ``size`` is resized to before the crop."""
+        if self.size is not None:
+            return int(self.size[0]), int(self.size[1])
+        edge = int(self.shortest_edge)
+        width, height = size
+        ratio = edge / min(width, height)
+        return max(edge, round(width * ratio)), max(edge, round(height * ratio))
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        """(height, width) of every output, or None when it varies with the image (shortest edge, no crop)."""
+        if self.crop is not None:
+            return int(self.crop[0]), int(self.crop[1])
+        return (int(self.size[1]), int(self.size[0])) if self.size is not None else None
+
+    @property
+    def key(self) -> str:
+        """A stable text naming this resize policy (part of the decoded-pixel cache key)."""
+        return (f"size={self.size}|shortest_edge={self.shortest_edge}|crop={self.crop}|"
+                f"resample={int(self.resample)}")
+
+    def apply(self, image: Image.Image) -> np.ndarray:
+        """(H, W, 3) uint8: the image resized and centre-cropped."""
+        image = image.convert("RGB")
+        image = image.resize(self.target(image.size), resample=self.resample)
+        if self.crop is not None:
+            ch, cw = self.crop
+            left, top = (image.width - cw) // 2, (image.height - ch) // 2
+            image = image.crop((left, top, left + cw, top + ch))
+        return np.asarray(image, dtype=np.uint8).copy()
+
+
+def thumbnail_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The (width, height) ``Image.thumbnail((max_side, max_side))`` gives an image of ``size`` (never larger)."""
+    width, height = size
+    if width <= max_side and height <= max_side:
+        return width, height
+    aspect = width / height
+    if aspect >= 1:  # Pillow's rounding: of floor and ceil, the one whose aspect ratio is closer
+        h = max(min(math.floor(max_side / aspect), math.ceil(max_side / aspect),
+                    key=lambda n: 0 if n == 0 else abs(aspect - max_side / n)), 1)
+        return max_side, h
+    w = max(min(math.floor(max_side * aspect), math.ceil(max_side * aspect),
+                key=lambda n: abs(aspect - n / max_side)), 1)
+    return w, max_side
+
+
+def read_image_file(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> tuple[bytes, str, int, int]:
+    """A file's bytes with its format, width and height, checked like :func:`load_image` (missing, empty, not an
+    image, over the pixel limit) but not decoded: what a GPU decoder needs."""
+    path = Path(path)
+    _check_file(path)
+    with _open_checked(path, max_pixels) as im:
+        fmt, width, height = im.format or "unknown", im.size[0], im.size[1]
+    return path.read_bytes(), fmt, width, height
 
 
 def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> ImageInfo:

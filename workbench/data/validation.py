@@ -99,3 +99,12 @@ class ValidationReport:
         if warnings:
             text += f" ({counts(warnings)})"
         return text
+
+
+def issue_counts(report: pd.DataFrame) -> pd.DataFrame:
+    """Issues of a report frame (:meth:`ValidationReport.to_frame`) per severity and code, with how many rows each
+    touches: errors first, then the most frequent codes."""
+    if report.empty:
+        return pd.DataFrame(columns=["severity", "code", "rows", "issues"])
+    return (report.groupby(["severity", "code"]).agg(rows=("row", "nunique"), issues=("row", "size"))
+            .reset_index().sort_values(["severity", "issues"], ascending=[True, False]).reset_index(drop=True))

@@ -7,7 +7,7 @@
     faithfulness  deletion curves against random deletion
     render        the overlay PNG and what the app shows
 
-Explanations run on a restored run (`workbench.restore.restore_run_models`); the built-in explainers register on
+Explanations run on a restored run (`workbench.run.restore.restore_run_models`); the built-in explainers register on
 import of this package.
 """
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from workbench.models.fusion import FusionData, PairTensors
-from workbench.restore import ImageItem, NewImage, NewText, RunModels, TextItem
+from workbench.run.restore import ImageItem, NewImage, NewText, RunModels, TextItem
 
 SIDES = ("image", "text")
 FULL_BOX = (0.0, 0.0, 1.0, 1.0)
@@ -64,7 +64,8 @@ class Explanation:
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON object: score, image_relevance (a 2-D list over the image grid; [] when unexplained),
-        text_tokens ([token, attribution] pairs), method, plus each side's method, citation, details and reasons."""
+        text_tokens ([token, attribution] pairs), method, plus per side ("image", "text") its method, citation and
+        details (the image's grid box), and the reasons for a side left unexplained."""
         relevance = [] if self.image is None else np.asarray(self.image.relevance, dtype=float).round(6).tolist()
         tokens = [] if self.text is None else [[word, round(float(value), 6)] for word, value in self.text.tokens]
         sides = {name: None if side is None else {"method": side.method, "citation": side.citation,
@@ -73,7 +74,7 @@ class Explanation:
                  for name, side in (("image", self.image), ("text", self.text))}
         return {"run_id": self.run_id, "pair_id": self.pair_id, "score": float(self.score),
                 "image_relevance": relevance, "text_tokens": tokens, "method": self.method,
-                "image_method": sides["image"], "text_method": sides["text"], "reasons": dict(self.reasons)}
+                "image": sides["image"], "text": sides["text"], "reasons": dict(self.reasons)}
 
 
 @dataclass
@@ -271,6 +272,12 @@ def cell_grid(values: np.ndarray) -> np.ndarray:
         if side > 0 and side * side == len(values) - skip:
             return values[skip:].reshape(side, side)
     raise ExplanationUnavailable(f"{len(values)} image tokens do not form a square grid of patches")
+
+
+def mean_fill(image: Image.Image) -> Image.Image:
+    """An image of the same size filled with the photo's mean colour: what deleted regions become."""
+    mean = np.asarray(image.convert("RGB")).reshape(-1, 3).mean(0).round().astype(int)
+    return Image.new("RGB", image.size, tuple(int(v) for v in mean))
 
 
 def block_sum(pixels: np.ndarray, grid: int) -> np.ndarray:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from workbench.explain.base import SideExplanation
+from workbench.explain.base import SideExplanation, mean_fill
 from workbench.explain.words import delete_spans
-from workbench.restore import ImageItem, NewImage, NewText, RunModels, TextItem
+from workbench.run.restore import ImageItem, NewImage, NewText, RunModels, TextItem
 
 FRACTIONS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 N_RANDOM = 8
@@ -65,7 +65,7 @@ def mask_cells(image: Image.Image, shape: tuple[int, int], cells: np.ndarray,
     colour."""
     pixels = np.asarray(image.convert("RGB")).copy()
     height, width = pixels.shape[:2]
-    fill = pixels.reshape(-1, 3).mean(0).round().astype(np.uint8)
+    fill = np.asarray(mean_fill(image))[0, 0]
     rows, cols = shape
     left, top, right, bottom = box[0] * width, box[1] * height, box[2] * width, box[3] * height
     for cell in cells:

@@ -1,6 +1,8 @@
 """Image-side explanations: where in the photo the evidence for the score lies, as a grid over the photo.
 
-    grad_cam             CNN towers (small_cnn, vgg_cnn, small_resnet; CNN backbones of hf_vision)
+    integrated_grad_cam  CNN towers (small_cnn, vgg_cnn, small_resnet): Grad-CAM weights integrated along a path
+                         from the photo filled with its mean colour (Sattarzadeh et al. 2021)
+    grad_cam             CNN towers and CNN backbones of hf_vision: classic Grad-CAM (Selvaraju et al. 2017)
     attention_relevancy  ViT / CLIP / SigLIP towers: gradient-weighted attention relevancy (Chefer et al. 2021)
     color_histogram_map  the colour-histogram encoder: which colour bins (and pixels holding them) drive the score
     keyword_color_map    the keyword image fake: pixels of the colour names that drive the score
@@ -22,6 +24,7 @@ from workbench.explain.base import (
     SideExplanation,
     block_sum,
     cell_grid,
+    mean_fill,
     register_explainer,
 )
 from workbench.models.encoders import COLOR_CENTROIDS, ColorHistogramEncoder, KeywordImageEncoder
@@ -31,6 +34,10 @@ from workbench.models.towers import SmallCNNEncoder, SmallResNetEncoder, VGGCNNE
 
 GRAD_CAM = ("Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based "
             "Localization (ICCV)")
+INTEGRATED_GRAD_CAM = ("Sattarzadeh et al. 2021, Integrated Grad-CAM: Sensitivity-Aware Visual Explanation of Deep "
+                       "Convolutional Networks via Integrated Gradient-Based Scoring (ICASSP); baseline: the photo "
+                       "filled with its mean colour")
+PATH_STEPS = 16
 CHEFER = ("Chefer, Gur & Wolf 2021, Generic Attention-model Explainability for Interpreting Bi-Modal and "
           "Encoder-Decoder Transformers (ICCV), rule 6: R += mean_heads((∇A ⊙ A)+) · R")
 OCCLUSION = ("leave-one-out occlusion of the encoder's features (Zeiler & Fergus 2014): a feature's contribution is "
@@ -64,6 +71,27 @@ def grad_cam(context: PairContext) -> SideExplanation:
     cam = torch.relu((cells * weights).sum(-1))[0].detach().cpu().numpy()
     return SideExplanation("grad_cam", GRAD_CAM, relevance=cell_grid(cam), box=_box(context),
                            details={"cells": int(cam.size)})
+
+
+def integrated_grad_cam(context: PairContext) -> SideExplanation:
+    """Grad-CAM's channel weights averaged along the straight path from the baseline's feature map (the photo
+    filled with its mean colour, as the deletion test fills) to the photo's, applied to the difference of the two
+    maps. Signed, and the cells sum to about the score minus the baseline's score; where plain Grad-CAM reads the
+    gradient at the photo only, which saturates for a confident match."""
+    encoder = context.models.image_encoder
+    with torch.no_grad():
+        cells = encoder.forward_regions(_image_batch(context), context.device)[0]
+        base = encoder.forward_regions(encoder.preprocess([mean_fill(context.image)]), context.device)[0]
+    alphas = ((torch.arange(PATH_STEPS, dtype=cells.dtype, device=cells.device) + 0.5) / PATH_STEPS)[:, None, None]
+    with torch.enable_grad():
+        path = (base + alphas * (cells - base)).requires_grad_(True)
+        score = context.score_tensors(**dict(zip(("image_vecs", "image_tokens", "image_mask"),
+                                                  encoder.tokens_from_cells(path), strict=True)))
+        (grads,) = torch.autograd.grad(score.sum(), path)
+    weights = grads.mean(dim=(0, 1))
+    cam = ((cells - base)[0] * weights).sum(-1).detach().cpu().numpy()
+    return SideExplanation("integrated_grad_cam", INTEGRATED_GRAD_CAM, relevance=cell_grid(cam), box=_box(context),
+                           details={"cells": int(cam.size), "steps": PATH_STEPS})
 
 
 def attention_relevancy(context: PairContext) -> SideExplanation:
@@ -155,6 +183,9 @@ for _explainer in (
     Explainer("attention_relevancy", "image", (HFVisionEncoder, CLIPImageEncoder), "encoder",
               "Gradient-weighted attention relevancy over the patches of a ViT/CLIP/SigLIP tower.", CHEFER,
               attention_relevancy),
+    Explainer("integrated_grad_cam", "image", (SmallCNNEncoder, VGGCNNEncoder, SmallResNetEncoder), "encoder",
+              "Grad-CAM integrated along a path from the mean-colour photo, over the last feature map of a CNN tower.",
+              INTEGRATED_GRAD_CAM, integrated_grad_cam),
     Explainer("grad_cam", "image", (SmallCNNEncoder, VGGCNNEncoder, SmallResNetEncoder, HFVisionEncoder), "encoder",
               "Grad-CAM over the last feature map of a CNN tower.", GRAD_CAM, grad_cam),
     Explainer("color_histogram_map", "image", (ColorHistogramEncoder,), "encoder",

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from workbench.explain.base import Explanation
+from workbench.explain.base import Explanation, explain_pair
+from workbench.run.restore import RunModels
 
 FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "DejaVu Sans"]  # first found wins per glyph (fallback)
 
@@ -91,11 +92,9 @@ def overlay_png(explanation: Explanation, image: Image.Image, text: str, *, dpi:
     return buffer.getvalue()
 
 
-def display_explanation(models, pair_id: str, *, image_method: str | None = None,
+def display_explanation(models: RunModels, pair_id: str, *, image_method: str | None = None,
                         text_method: str | None = None) -> DisplayExplanation:
     """Explain one pair of a restored run and render it: what the detail view and Mismatches cards show."""
-    from workbench.explain.base import explain_pair
-
     explanation = explain_pair(models, pair_id, image_method=image_method, text_method=text_method)
     pair = models.pair(pair_id)
     png = overlay_png(explanation, models.load_image(pair["image_id"]), models.text(pair["text_id"]))

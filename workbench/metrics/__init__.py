@@ -26,10 +26,12 @@ from .diagnostics import alignment, hubness, modality_gap, uniformity
 from .registry import (
     FAMILIES,
     HEADLINE_METRICS,
+    METRIC_VIEWS,
     RETRIEVAL_TABLE_KEYS,
     MetricSpec,
     get_metric,
     list_metrics,
+    metric_view,
 )
 from .retrieval import (
     TIE_POLICIES,
@@ -58,6 +60,7 @@ __all__ = [
     "CALIBRATION_METHODS",
     "FAMILIES",
     "HEADLINE_METRICS",
+    "METRIC_VIEWS",
     "RETRIEVAL_TABLE_KEYS",
     "THRESHOLD_POLICIES",
     "TIE_POLICIES",
@@ -82,6 +85,7 @@ __all__ = [
     "holm",
     "hubness",
     "list_metrics",
+    "metric_view",
     "mcnemar",
     "modality_gap",
     "pair_metrics",

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["MetricSpec", "FAMILIES", "HEADLINE_METRICS", "RETRIEVAL_TABLE_KEYS", "list_metrics", "get_metric"]
+__all__ = [
+    "MetricSpec", "FAMILIES", "HEADLINE_METRICS", "METRIC_VIEWS", "RETRIEVAL_TABLE_KEYS", "get_metric", "list_metrics",
+    "metric_view",
+]
 
 FAMILIES: tuple[str, ...] = ("pair", "retrieval", "zeroshot", "diagnostic")
 DIRECTIONS: tuple[str, ...] = ("higher", "lower")
@@ -196,6 +199,32 @@ HEADLINE_METRICS: tuple[str, ...] = (
     "zeroshot/acc@1",
 )  # fmt: skip
 """The leaderboard of a comparison, in column order."""
+
+METRIC_VIEWS: dict[str, tuple[str, ...]] = {
+    # every metric of a comparison's leaderboard (JSON, reports)
+    "headline": HEADLINE_METRICS,
+    # the columns that fit on screen: pair metrics, calibration and the first retrieval cut-offs
+    "leaderboard": (
+        "pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc", "pair/ece",
+        "pair/brier", "t2i/success@1", "t2i/success@5", "t2i/mrr", "i2t/success@1", "i2t/success@5", "i2t/mrr",
+    ),
+    # computed per slice (category, pair kind, swapped attribute, language …) with product-bootstrap CIs
+    "slice": ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc"),
+    # compared between runs with a paired, product-clustered test each
+    "paired_tests": ("pair/f1", "pair/pr_auc", "pair/accuracy", "pair/roc_auc"),
+    # before/after excluding marked label errors
+    "before_after": ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc", "pair/ece", "t2i/success@5",
+                     "t2i/mrr", "i2t/success@5"),
+    "calibration": ("pair/ece", "pair/brier", "pair/log_loss"),
+}  # fmt: skip
+"""Named views over the registry: which metrics a page, report or comparison shows, declared once."""
+
+
+def metric_view(name: str) -> tuple[str, ...]:
+    """The canonical metric names of one view (see :data:`METRIC_VIEWS`)."""
+    if name not in METRIC_VIEWS:
+        raise ValueError(f"metric view {name!r} not found. Available: {sorted(METRIC_VIEWS)}")
+    return METRIC_VIEWS[name]
 
 
 def list_metrics(family: str | None = None) -> list[MetricSpec]:

@@ -2,25 +2,30 @@
 
 An encoder turns a list of PIL RGB images or strings into one float32 vector each (and, when ``token_level``,
 into per-token vectors with a mask). Encoders register themselves by name; configs refer to them by that name
-plus keyword options, and the options (``get_config_dict``) are saved with every run.
+(``type``) plus keyword options. Each encoder declares its options once, with their defaults, in ``defaults`` (as
+fusion heads do); the resolved options (``get_config_dict``: defaults filled in, values normalised) are saved
+with every run and enter the fingerprint that keys the embedding cache.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.util
 import json
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import torch
+
+from workbench.data.images import PixelSpec
 
 MODALITIES = ("image", "text")
 
@@ -32,25 +37,59 @@ class OfflineModelError(RuntimeError):
     """A model could not be loaded because it is not available locally and the Hub cannot be reached."""
 
 
+class ModelFolderError(FileNotFoundError):
+    """A model named by a local path whose folder is missing or lacks what loading it needs."""
+
+
 class Encoder(ABC):
     """Base class of all encoders (see docs/ARCHITECTURE.md for the contract).
 
-    Options are keyword arguments of ``__init__`` stored as attributes of the same name; ``config_keys`` lists
-    them. ``normalizes`` is the class default; an encoder whose options decide it may set it per instance.
+    Subclasses declare ``defaults`` (option name → JSON-serialisable default); ``config_keys`` is derived from it.
+    ``__init__`` takes the options as keywords, fills in the defaults and stores each as an attribute of the same
+    name; a subclass's ``__init__`` calls it first, then validates and normalises those attributes.
+    ``normalizes`` (whether outputs are L2-normalised) is the class default; an encoder whose options decide it
+    sets it per instance. An encoder that trains by epochs sets ``fit_curves`` in ``fit`` (``{"train_loss": [one
+    value per epoch]}``); the run stores them beside the fusion head's curves.
     """
 
     name: ClassVar[str]
     modality: ClassVar[str]
     description: ClassVar[str] = ""
     offline: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {}
     config_keys: ClassVar[tuple[str, ...]] = ()
     normalizes: ClassVar[bool] = False
     requires_fit: ClassVar[bool] = False
     token_level: ClassVar[bool] = False
+    fit_curves: dict[str, list[float]] | None = None
     dim: int
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_keys" in vars(cls):
+            raise TypeError(
+                f"{cls.__qualname__} sets config_keys; declare its options with their defaults in `defaults` "
+                "instead (config_keys is derived from it)"
+            )
+        cls.config_keys = tuple(cls.defaults)
+
+    def __init__(self, **options: Any) -> None:
+        for key, value in self.resolve_options(options).items():
+            setattr(self, key, value)
+
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with the defaults filled in (a deep copy); an unknown option is an error naming valid ones."""
+        unknown = sorted(set(options) - set(cls.config_keys))
+        if unknown:
+            raise ValueError(
+                f"Unknown option(s) {unknown} for encoder '{cls.name}'. Valid config_keys: {list(cls.config_keys)}"
+            )
+        return copy.deepcopy({**cls.defaults, **options})
+
     def get_config_dict(self) -> dict[str, Any]:
-        """The options that define this encoder, JSON-serialisable."""
+        """The resolved options that define this encoder (defaults filled in, values normalised), JSON-serialisable;
+        ``create_encoder(self.name, **config)`` rebuilds it."""
         return {key: getattr(self, key) for key in self.config_keys}
 
     def fit(
@@ -95,6 +134,17 @@ class Encoder(ABC):
             f"or pick a token-level encoder: {list_encoders(token_level=True)}"
         )
 
+    def pixel_spec(self) -> PixelSpec | None:
+        """For image encoders whose ``preprocess`` is a resize/crop to uint8 followed by :meth:`batch_from_pixels`:
+        that resize and crop. Runs then decode on every core or on the GPU and share decoded pixels between
+        encoders of the same input. None (the default): the encoder needs the decoded PIL images themselves."""
+        return None
+
+    def batch_from_pixels(self, pixels: torch.Tensor) -> Any:
+        """The batch ``preprocess`` gives for images whose :meth:`pixel_spec` pixels are ``pixels`` ((N, H, W, 3)
+        uint8, on the CPU or already on the device)."""
+        raise NotImplementedError(f"Encoder '{self.name}' declares no pixel_spec(); call preprocess() on images")
+
     def encode(self, items: Sequence, device: torch.device | str | None = None, batch_size: int = 64) -> np.ndarray:
         """Preprocess and forward ``items`` in batches; (N, dim) float32 numpy array."""
         device = torch.device(device or "cpu")
@@ -121,6 +171,7 @@ class EncoderSpec:
     description: str
     offline: bool
     config_keys: tuple[str, ...]
+    defaults: dict[str, Any]
     normalizes: bool
     requires_fit: bool
     token_level: bool
@@ -179,6 +230,7 @@ def get_encoder_class(name: str) -> type[Encoder]:
 
 
 def get_encoder_spec(name: str) -> EncoderSpec:
+    """The registry facts of one encoder (a copy of its defaults, safe to change)."""
     cls = get_encoder_class(name)
     return EncoderSpec(
         name=cls.name,
@@ -186,6 +238,7 @@ def get_encoder_spec(name: str) -> EncoderSpec:
         description=cls.description,
         offline=cls.offline,
         config_keys=tuple(cls.config_keys),
+        defaults=copy.deepcopy(cls.defaults),
         normalizes=cls.normalizes,
         requires_fit=cls.requires_fit,
         token_level=cls.token_level,
@@ -194,14 +247,22 @@ def get_encoder_spec(name: str) -> EncoderSpec:
 
 
 def create_encoder(name: str, **options: Any) -> Encoder:
-    """Instantiate a registered encoder; options must be among its ``config_keys``."""
-    cls = get_encoder_class(name)
-    unknown = sorted(set(options) - set(cls.config_keys))
-    if unknown:
-        raise ValueError(
-            f"Unknown option(s) {unknown} for encoder '{name}'. Valid config_keys: {list(cls.config_keys)}"
-        )
-    return cls(**options)
+    """Instantiate a registered encoder; options must be among its ``config_keys``, missing ones take defaults."""
+    return get_encoder_class(name)(**options)
+
+
+class Configurable(Protocol):
+    """What encoders and fusion heads share: a registry name and their resolved options."""
+
+    name: str
+
+    def get_config_dict(self) -> dict[str, Any]: ...
+
+
+def resolved_options(plugin: Configurable) -> dict[str, Any]:
+    """A plug-in's config section as it runs: its registry name under ``type`` and every option, defaults filled
+    in (what a run records, next to the config as written)."""
+    return {"type": plugin.name, **plugin.get_config_dict()}
 
 
 def load_plugin(module_or_path: str | Path) -> list[str]:

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import re
 from abc import abstractmethod
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -68,12 +67,14 @@ class KeywordTextEncoder(NumpyEncoder):
     name = "keyword_text"
     modality = "text"
     description = "Multi-hot presence of fixed keywords (deterministic test fake)."
-    config_keys = ("keywords",)
+    defaults = {"keywords": list(COLOR_CENTROIDS)}
+    keywords: list[str]
 
-    def __init__(self, keywords: Sequence[str] = tuple(COLOR_CENTROIDS)) -> None:
-        if isinstance(keywords, str) or not keywords:
-            raise ValueError(f"keywords must be a non-empty list of strings, got {keywords!r}")
-        self.keywords = [k.lower() for k in keywords]
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if isinstance(self.keywords, str) or not self.keywords:
+            raise ValueError(f"keywords must be a non-empty list of strings, got {self.keywords!r}")
+        self.keywords = [k.lower() for k in self.keywords]
         self.dim = len(self.keywords)
         # CJK keywords match as substrings (no word boundaries in Chinese), others as whole words.
         self._patterns = [
@@ -99,16 +100,19 @@ class KeywordImageEncoder(NumpyEncoder):
     name = "keyword_image"
     modality = "image"
     description = "Multi-hot dominant colour names from RGB centroids (deterministic test fake)."
-    config_keys = ("colors", "min_share")
+    defaults = {"colors": list(COLOR_CENTROIDS), "min_share": 0.25}
+    colors: list[str]
+    min_share: float
 
-    def __init__(self, colors: Sequence[str] = tuple(COLOR_CENTROIDS), min_share: float = 0.25) -> None:
-        unknown = [c for c in colors if c not in COLOR_CENTROIDS]
-        if unknown or not colors:
-            raise ValueError(f"Unknown colour(s) {unknown or colors!r}; allowed: {list(COLOR_CENTROIDS)}")
-        if not 0.0 < min_share <= 1.0:
-            raise ValueError(f"min_share must be in (0, 1], got {min_share}")
-        self.colors = list(colors)
-        self.min_share = float(min_share)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        unknown = [c for c in self.colors if c not in COLOR_CENTROIDS]
+        if unknown or not self.colors:
+            raise ValueError(f"Unknown colour(s) {unknown or self.colors!r}; allowed: {list(COLOR_CENTROIDS)}")
+        if not 0.0 < self.min_share <= 1.0:
+            raise ValueError(f"min_share must be in (0, 1], got {self.min_share}")
+        self.colors = list(self.colors)
+        self.min_share = float(self.min_share)
         self.dim = len(self.colors)
         self._centroids = np.array(list(COLOR_CENTROIDS.values()), dtype=np.float32)
         self._columns = [list(COLOR_CENTROIDS).index(c) for c in self.colors]
@@ -141,19 +145,20 @@ class TfidfEncoder(NumpyEncoder):
     name = "tfidf"
     modality = "text"
     description = "TF-IDF (jieba for Chinese) + TruncatedSVD, fitted on the train texts."
-    config_keys = ("dim", "char_ngrams", "min_df", "max_features")
+    defaults = {"dim": 256, "char_ngrams": False, "min_df": 1, "max_features": 50_000}
     normalizes = True
     requires_fit = True
+    char_ngrams: bool
+    min_df: int
+    max_features: int | None
 
-    def __init__(
-        self, dim: int = 256, char_ngrams: bool = False, min_df: int = 1, max_features: int | None = 50_000
-    ) -> None:
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        self.dim = int(dim)
-        self.char_ngrams = bool(char_ngrams)
-        self.min_df = int(min_df)
-        self.max_features = max_features
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        self.dim = int(self.dim)
+        self.char_ngrams = bool(self.char_ngrams)
+        self.min_df = int(self.min_df)
         self._vectorizers: list[Any] = []
         self._svd: Any = None
 
@@ -205,10 +210,6 @@ class TfidfEncoder(NumpyEncoder):
         projection = self._svd.components_[:, columns].T if columns else np.zeros((0, self._svd.n_components))
         return terms, np.asarray(weights, dtype=np.float64), np.asarray(projection, dtype=np.float64)
 
-    @property
-    def uses_char_ngrams(self) -> bool:
-        return len(self._vectorizers) > 1
-
     def _state_fingerprint(self) -> str:
         if self._svd is None:
             return "unfitted"
@@ -234,17 +235,23 @@ class ColorHistogramEncoder(NumpyEncoder):
     name = "color_histogram"
     modality = "image"
     description = "HSV joint histogram + grid gradient-orientation histogram (numpy only)."
-    config_keys = ("hsv_bins", "orientation_bins", "grid")
+    defaults = {"hsv_bins": [8, 4, 4], "orientation_bins": 8, "grid": 4}
     normalizes = True
+    hsv_bins: tuple[int, int, int]
+    orientation_bins: int
+    grid: int
 
-    def __init__(self, hsv_bins: Sequence[int] = (8, 4, 4), orientation_bins: int = 8, grid: int = 4) -> None:
-        if len(hsv_bins) != 3 or min(hsv_bins) < 1:
-            raise ValueError(f"hsv_bins must be three positive ints, got {hsv_bins!r}")
-        if grid < 1 or 64 % grid or orientation_bins < 1:
-            raise ValueError(f"grid must divide 64 and orientation_bins be >= 1; got {grid}, {orientation_bins}")
-        self.hsv_bins = tuple(int(b) for b in hsv_bins)
-        self.orientation_bins = int(orientation_bins)
-        self.grid = int(grid)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if len(self.hsv_bins) != 3 or min(self.hsv_bins) < 1:
+            raise ValueError(f"hsv_bins must be three positive ints, got {self.hsv_bins!r}")
+        if self.grid < 1 or 64 % self.grid or self.orientation_bins < 1:
+            raise ValueError(
+                f"grid must divide 64 and orientation_bins be >= 1; got {self.grid}, {self.orientation_bins}"
+            )
+        self.hsv_bins = tuple(int(b) for b in self.hsv_bins)
+        self.orientation_bins = int(self.orientation_bins)
+        self.grid = int(self.grid)
         self.dim = int(np.prod(self.hsv_bins)) + self.grid * self.grid * self.orientation_bins
 
     def _features(self, items: list[Image.Image]) -> np.ndarray:

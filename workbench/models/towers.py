@@ -1,8 +1,9 @@
-"""Small trainable towers: a CNN for images and a character-level bidirectional GRU for texts.
+"""Small trainable towers: CNNs (plain, VGG-style, residual) for images, a character GRU and a word LSTM for texts.
 
-Both are trained on the train split with one cross-entropy head per target (category, attributes); after
-``fit`` the heads are dropped and the encoder returns the penultimate features. Training is deterministic
-for a seed on CPU.
+Each is trained on the train split with one cross-entropy head per target (category, attributes); after ``fit``
+the heads are dropped and the encoder returns the penultimate features. Training is deterministic for a seed on
+CPU. The torch networks are in :mod:`~workbench.models.tower_nets`; the encoder classes stay here because a
+class's module path enters its fingerprint, which keys the embedding cache.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from workbench.data.images import PixelSpec
 from workbench.models.base import Encoder, ProgressFn, hash_state_dict, register_encoder
+from workbench.models.tower_nets import CharGRU, ConvNet, ResNet, VGGNet, WordLSTM
 
 Batch = tuple[torch.Tensor, ...]
 WEIGHTS_FILE = "model.safetensors"
+
+
+def _training_defaults(lr: float) -> dict[str, Any]:
+    """The options of the shared training loop (``TowerEncoder.fit``), declared once for every tower."""
+    return {"epochs": 5, "batch_size": 32, "lr": lr}
 
 
 @contextmanager
@@ -56,7 +63,10 @@ def _target_heads(targets: dict[str, np.ndarray], n_items: int) -> dict[str, tup
 
 
 class TowerEncoder(Encoder):
-    """Shared training, pooling, fingerprinting and safetensors save/load of the trainable towers."""
+    """Shared training, pooling, fingerprinting and safetensors save/load of the trainable towers.
+
+    Every option is a count or a rate: ``__init__`` casts each to the type of its default (int or float).
+    """
 
     requires_fit = True
     token_level = True
@@ -66,7 +76,10 @@ class TowerEncoder(Encoder):
     batch_size: int
     lr: float
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for key, default in self.defaults.items():
+            setattr(self, key, type(default)(getattr(self, key)))
         self._module: nn.Module | None = None
 
     @abstractmethod
@@ -99,6 +112,7 @@ class TowerEncoder(Encoder):
             module = self._make_module().to(device)
             heads = nn.ModuleList(nn.Linear(self.dim, n) for n, _ in heads_spec.values()).to(device)
             inputs = self.preprocess(items)
+            self.fit_curves = {"train_loss": []}
             if heads_spec:
                 optimizer = torch.optim.Adam([*module.parameters(), *heads.parameters()], lr=self.lr)
                 module.train()
@@ -119,6 +133,7 @@ class TowerEncoder(Encoder):
                         loss.backward()
                         optimizer.step()
                         total += loss.item() * len(idx)
+                    self.fit_curves["train_loss"].append(total / len(items))
                     if progress:
                         message = f"{self.name} epoch {epoch + 1}: loss {total / len(items):.4f}"
                         progress((epoch + 1) / self.epochs, message)
@@ -194,46 +209,20 @@ def _masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-def _regions(features: torch.Tensor, proj: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cells of the last feature map, projected, as region tokens (all real)."""
-    tokens = proj(features.flatten(2).transpose(1, 2))
-    return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+def _pixel_spec(image_size: int) -> PixelSpec:
+    """The towers' input: a bilinear resize to a square."""
+    return PixelSpec(size=(image_size, image_size), resample=int(Image.Resampling.BILINEAR))
 
 
-class _RegionNet(nn.Module):
-    """A CNN whose last feature map's cells, projected by ``proj``, are the region tokens."""
-
-    proj: nn.Linear
-
-    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, C, h, w) activations of the last stage."""
-        raise NotImplementedError
-
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _regions(self.feature_map(pixels), self.proj)
-
-
-class _ConvNet(_RegionNet):
-    def __init__(self, width: int, dim: int) -> None:
-        super().__init__()
-        channels = [3, width, 2 * width, 4 * width, 8 * width]
-        layers: list[nn.Module] = []
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
-            conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
-            layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
-        self.features = nn.Sequential(*layers)
-        self.proj = nn.Linear(channels[-1], dim)
-
-    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.features(pixels)
+def _scaled(pixels: torch.Tensor) -> Batch:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) in [-1, 1]."""
+    return ((pixels.permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous(),)
 
 
 def _pixels(items: list[Image.Image], image_size: int) -> Batch:
     """Resize to a square and scale to [-1, 1]: (N, 3, size, size)."""
-    size = (image_size, image_size)
-    arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)) for im in items]
-    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return (pixels.contiguous(),)
+    spec = _pixel_spec(image_size)
+    return _scaled(torch.from_numpy(np.stack([spec.apply(im) for im in items])))
 
 
 class _ImageTower(TowerEncoder):
@@ -242,6 +231,11 @@ class _ImageTower(TowerEncoder):
     modality = "image"
     image_size: int
     blocks: int
+    width: int
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._check_size()
 
     def _check_size(self) -> None:
         if self.blocks < 1:
@@ -256,14 +250,23 @@ class _ImageTower(TowerEncoder):
     def preprocess(self, items: list[Image.Image]) -> Batch:
         return _pixels(items, self.image_size)
 
+    def pixel_spec(self) -> PixelSpec:
+        return _pixel_spec(self.image_size)
+
+    def batch_from_pixels(self, pixels: torch.Tensor) -> Batch:
+        return _scaled(pixels)
+
     def forward_regions(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
         """With autograd on: the last feature map's cells (N, h*w, C) before projection (what Grad-CAM weighs),
         then the vector, tokens and mask that ``forward_grad`` returns. Cells are row-major over an h×h grid."""
-        module = self._fitted_module(device)
-        cells = module.feature_map(batch[0].to(device)).flatten(2).transpose(1, 2)
-        tokens = module.proj(cells)
+        cells = self._fitted_module(device).feature_map(batch[0].to(device)).flatten(2).transpose(1, 2)
+        return (cells, *self.tokens_from_cells(cells))
+
+    def tokens_from_cells(self, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vector, tokens and mask from feature-map cells (N, L, C), with autograd on: the rest of the tower."""
+        tokens = self._fitted_module(cells.device).proj(cells)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return cells, _masked_mean(tokens, mask), tokens, mask
+        return _masked_mean(tokens, mask), tokens, mask
 
 
 @register_encoder
@@ -274,39 +277,10 @@ class SmallCNNEncoder(_ImageTower):
     name = "small_cnn"
     blocks = 4
     description = "Small 4-block CNN trained on the train split's category/attribute labels."
-    config_keys = ("dim", "width", "image_size", "epochs", "batch_size", "lr")
-
-    def __init__(
-        self,
-        dim: int = 128,
-        width: int = 16,
-        image_size: int = 64,
-        epochs: int = 5,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-    ) -> None:
-        super().__init__()
-        self.dim, self.width, self.image_size = int(dim), int(width), int(image_size)
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
-        self._check_size()
+    defaults = {"dim": 128, "width": 16, "image_size": 64, **_training_defaults(lr=1e-3)}
 
     def _make_module(self) -> nn.Module:
-        return _ConvNet(self.width, self.dim)
-
-
-class _CharGRU(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, dim: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
-        self.proj = nn.Linear(2 * hidden, dim)
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = self.gru(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
-        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
-        return self.proj(states) * mask.unsqueeze(-1), mask
+        return ConvNet(self.width, self.dim)
 
 
 @register_encoder
@@ -317,23 +291,16 @@ class GRUTextEncoder(TowerEncoder):
     name = "gru_text"
     modality = "text"
     description = "Character-level bidirectional GRU trained on the train split's category/attribute labels."
-    config_keys = ("dim", "hidden", "embed_dim", "max_length", "max_vocab", "epochs", "batch_size", "lr")
+    defaults = {
+        "dim": 128, "hidden": 64, "embed_dim": 32, "max_length": 64, "max_vocab": 5000, **_training_defaults(lr=2e-3)
+    }
+    hidden: int
+    embed_dim: int
+    max_length: int
+    max_vocab: int
 
-    def __init__(
-        self,
-        dim: int = 128,
-        hidden: int = 64,
-        embed_dim: int = 32,
-        max_length: int = 64,
-        max_vocab: int = 5000,
-        epochs: int = 5,
-        batch_size: int = 32,
-        lr: float = 2e-3,
-    ) -> None:
-        super().__init__()
-        self.dim, self.hidden, self.embed_dim = int(dim), int(hidden), int(embed_dim)
-        self.max_length, self.max_vocab = int(max_length), int(max_vocab)
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._vocab: dict[str, int] = {}
 
     def _prepare(self, items: list[str]) -> None:
@@ -348,7 +315,7 @@ class GRUTextEncoder(TowerEncoder):
         self._vocab = {ch: i + 2 for i, ch in enumerate(state["chars"])}
 
     def _make_module(self) -> nn.Module:
-        return _CharGRU(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
+        return CharGRU(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
         """Character span of each token ``preprocess([text])`` produces: one per character."""
@@ -364,24 +331,6 @@ class GRUTextEncoder(TowerEncoder):
         return ids, lengths
 
 
-class _VGGNet(_RegionNet):
-    def __init__(self, width: int, blocks: int, convs: int, dim: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for k in range(blocks):
-            c_out = width * 2 ** min(k, 3)
-            for _ in range(convs):
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-                c_in = c_out
-            layers.append(nn.MaxPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.proj = nn.Linear(c_in, dim)
-
-    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.features(pixels)
-
-
 @register_encoder
 class VGGCNNEncoder(_ImageTower):
     """VGG-style CNN: ``blocks`` blocks of ``convs_per_block`` 3×3 conv-BN-ReLU layers, each block ending in a 2×2
@@ -391,64 +340,18 @@ class VGGCNNEncoder(_ImageTower):
 
     name = "vgg_cnn"
     description = "VGG-style CNN (stacked 3x3 conv blocks + max-pool) trained on the train split's labels; regions."
-    config_keys = ("dim", "width", "blocks", "convs_per_block", "image_size", "epochs", "batch_size", "lr")
+    defaults = {
+        "dim": 128, "width": 16, "blocks": 4, "convs_per_block": 2, "image_size": 64, **_training_defaults(lr=1e-3)
+    }
+    convs_per_block: int
 
-    def __init__(
-        self,
-        dim: int = 128,
-        width: int = 16,
-        blocks: int = 4,
-        convs_per_block: int = 2,
-        image_size: int = 64,
-        epochs: int = 5,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-    ) -> None:
-        super().__init__()
-        self.dim, self.width, self.blocks = int(dim), int(width), int(blocks)
-        self.convs_per_block, self.image_size = int(convs_per_block), int(image_size)
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         if self.convs_per_block < 1:
             raise ValueError(f"convs_per_block must be >= 1, got {self.convs_per_block}")
-        self._check_size()
 
     def _make_module(self) -> nn.Module:
-        return _VGGNet(self.width, self.blocks, self.convs_per_block, self.dim)
-
-
-class _BasicBlock(nn.Module):
-    """ResNet's basic block: two 3×3 convs with a (projected, when the shape changes) identity shortcut."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class _ResNet(_RegionNet):
-    def __init__(self, width: int, blocks: int, depth: int, dim: int) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        stages: list[nn.Module] = []
-        c_in = width
-        for k in range(blocks):
-            c_out = width * 2 ** min(k, 3)
-            stages += [_BasicBlock(c_in, c_out, 2)] + [_BasicBlock(c_out, c_out, 1) for _ in range(depth - 1)]
-            c_in = c_out
-        self.stages = nn.Sequential(*stages)
-        self.proj = nn.Linear(c_in, dim)
-
-    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(pixels))
+        return VGGNet(self.width, self.blocks, self.convs_per_block, self.dim)
 
 
 @register_encoder
@@ -459,44 +362,18 @@ class SmallResNetEncoder(_ImageTower):
 
     name = "small_resnet"
     description = "Small residual CNN (basic blocks, stride-2 stages) trained on the train split's labels; regions."
-    config_keys = ("dim", "width", "blocks", "blocks_per_stage", "image_size", "epochs", "batch_size", "lr")
+    defaults = {
+        "dim": 128, "width": 16, "blocks": 4, "blocks_per_stage": 1, "image_size": 64, **_training_defaults(lr=1e-3)
+    }
+    blocks_per_stage: int
 
-    def __init__(
-        self,
-        dim: int = 128,
-        width: int = 16,
-        blocks: int = 4,
-        blocks_per_stage: int = 1,
-        image_size: int = 64,
-        epochs: int = 5,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-    ) -> None:
-        super().__init__()
-        self.dim, self.width, self.blocks = int(dim), int(width), int(blocks)
-        self.blocks_per_stage, self.image_size = int(blocks_per_stage), int(image_size)
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         if self.blocks_per_stage < 1:
             raise ValueError(f"blocks_per_stage must be >= 1, got {self.blocks_per_stage}")
-        self._check_size()
 
     def _make_module(self) -> nn.Module:
-        return _ResNet(self.width, self.blocks, self.blocks_per_stage, self.dim)
-
-
-class _WordLSTM(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, dim: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
-        self.proj = nn.Linear(2 * hidden, dim)
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = self.lstm(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
-        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
-        return self.proj(states) * mask.unsqueeze(-1), mask
+        return ResNet(self.width, self.blocks, self.blocks_per_stage, self.dim)
 
 
 @register_encoder
@@ -509,24 +386,18 @@ class LSTMTextEncoder(TowerEncoder):
     name = "lstm_text"
     modality = "text"
     description = "Word-level (jieba for Chinese) bidirectional LSTM trained on the train split's labels."
-    config_keys = ("dim", "hidden", "embed_dim", "max_length", "max_vocab", "min_count", "epochs", "batch_size", "lr")
+    defaults = {
+        "dim": 128, "hidden": 64, "embed_dim": 64, "max_length": 32, "max_vocab": 20000, "min_count": 1,
+        **_training_defaults(lr=2e-3),
+    }
+    hidden: int
+    embed_dim: int
+    max_length: int
+    max_vocab: int
+    min_count: int
 
-    def __init__(
-        self,
-        dim: int = 128,
-        hidden: int = 64,
-        embed_dim: int = 64,
-        max_length: int = 32,
-        max_vocab: int = 20000,
-        min_count: int = 1,
-        epochs: int = 5,
-        batch_size: int = 32,
-        lr: float = 2e-3,
-    ) -> None:
-        super().__init__()
-        self.dim, self.hidden, self.embed_dim = int(dim), int(hidden), int(embed_dim)
-        self.max_length, self.max_vocab, self.min_count = int(max_length), int(max_vocab), int(min_count)
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._vocab: dict[str, int] = {}
 
     @staticmethod
@@ -553,7 +424,7 @@ class LSTMTextEncoder(TowerEncoder):
         self._vocab = {w: i + 2 for i, w in enumerate(state["words"])}
 
     def _make_module(self) -> nn.Module:
-        return _WordLSTM(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
+        return WordLSTM(len(self._vocab) + 2, self.embed_dim, self.hidden, self.dim)
 
     def token_offsets(self, text: str) -> list[tuple[int, int] | None]:
         """Character span of each word ``preprocess([text])`` produces (found in order in the lowercased text)."""

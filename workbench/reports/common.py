@@ -10,9 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.analysis import format_p_value
+from workbench.evaluation.compare import format_p_value
 from workbench.metrics import RETRIEVAL_TABLE_KEYS, get_metric
 from workbench.reports.data import SLICE_MINIMUM, ReportData, RunReport, flip_counts
+from workbench.reports.explanations import MismatchExplanation
 
 HEADLINE = (
     "pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc", "pair/ece",
@@ -55,13 +56,6 @@ def direction(name: str) -> str:
     """↑ when higher is better, ↓ when lower is better, empty when the registry does not know the metric."""
     try:
         return "↑" if get_metric(name).higher_is_better else "↓"
-    except (KeyError, ValueError):
-        return ""
-
-
-def describe(name: str) -> str:
-    try:
-        return get_metric(name).description
     except (KeyError, ValueError):
         return ""
 
@@ -200,6 +194,55 @@ def flips_table(data: ReportData) -> pd.DataFrame:
     return flip_counts(data)
 
 
+ROBUSTNESS_NOTE = ("Test pairs re-scored with perturbed photos or titles (the other side clean), per severity "
+                   "(0 = clean); each value with its 95% product-bootstrap CI; drop = clean − perturbed (positive "
+                   "when the perturbation hurts) with a paired-bootstrap CI; changed = distinct items the "
+                   "perturbation altered / perturbed.")
+
+
+def robustness_command(run_id: str) -> str:
+    """The command that computes (and stores) a run's robustness results."""
+    return f"python -m workbench robustness {run_id} --suite image,text --severities 1,3,5"
+
+
+def robustness_missing(data: ReportData) -> str:
+    """One line when no run of the report has robustness results (empty when some run has them)."""
+    if any(not run.robustness.empty for run in data.runs):
+        return ""
+    commands = "; ".join(robustness_command(run.run_id) for run in data.runs)
+    which = "this run" if len(data.runs) == 1 else "these runs"
+    return f"No robustness results are stored for {which}; compute them with: {commands}"
+
+
+def robustness_clean(run: RunReport) -> str:
+    """The clean run's values the drops are measured against, e.g. ``pair/accuracy 0.8125 [0.7000, 0.9000]``."""
+    first = run.robustness.drop_duplicates("metric")
+    return "; ".join(f"{r.metric} {with_ci(r.clean_value, r.clean_ci_low, r.clean_ci_high)}"
+                     for r in first.itertuples())
+
+
+def robustness_table(run: RunReport) -> pd.DataFrame:
+    """One row per (perturbation, severity): each metric with its CI, its drop against clean with its CI, and how
+    many distinct items the perturbation changed."""
+    frame = run.robustness
+    if frame.empty:
+        return pd.DataFrame()
+    metrics = list(dict.fromkeys(frame["metric"]))
+    rows = []
+    for (perturbation, severity), group in frame.groupby(["perturbation", "severity"], sort=True):
+        by_metric = group.set_index("metric")
+        first = group.iloc[0]
+        row = {"perturbation": perturbation, "modality": first["modality"], "severity": str(int(severity))}
+        for name in metrics:
+            if name in by_metric.index:
+                r = by_metric.loc[name]
+                row[name] = with_ci(r["value"], r["ci_low"], r["ci_high"])
+                row[f"{name} drop"] = with_ci(r["drop"], r["drop_ci_low"], r["drop_ci_high"])
+        row["changed"] = f"{int(first['n_changed'])}/{int(first['n_items'])}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def environment_rows(run: RunReport) -> list[tuple[str, str]]:
     """The reproducibility card of one run as (field, value) rows; values are unescaped strings."""
     env = run.environment or {}
@@ -259,3 +302,23 @@ def eval_set_rows(info: dict) -> list[tuple[str, str]]:
     if info.get("leakage_warning"):
         rows.append(("leakage warning", info["leakage_warning"]))
     return rows
+
+
+EXPLANATIONS_NOTE = ("The most confident mistakes explained: the photo's relevance map over the part the encoder "
+                     "sees and each word's attribution (red raises the score, blue lowers it), by the method named.")
+
+
+def explanation_words(explanation: MismatchExplanation) -> str:
+    """The most attributed words with their signed attributions, e.g. ``red +0.4120, bag -0.1000``."""
+    return ", ".join(f"{word} {value:+.4f}" for word, value in explanation.top_words())
+
+
+def explanation_summary(explanation: MismatchExplanation) -> str:
+    """One line per explained mismatch: method, top words, and why a side was left unexplained (or the error)."""
+    if explanation.error:
+        return explanation.error
+    parts = [f"method: {explanation.method}"]
+    if explanation.text_tokens:
+        parts.append(f"top words: {explanation_words(explanation) or 'no word moved the score'}")
+    parts += [f"{side} not explained: {why}" for side, why in explanation.reasons.items()]
+    return " · ".join(parts)

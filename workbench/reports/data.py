@@ -20,19 +20,19 @@ import pandas as pd
 from workbench import store
 from workbench.config import config_from_dict, dump_config_toml
 from workbench.data.leakage import leakage_message
-from workbench.evaluation import (
+from workbench.evaluation.aggregate import (
     MIN_SLICE_NEGATIVES,
     MIN_SLICE_POSITIVES,
     apply_thresholds,
-    compare_runs,
-    get_artifact,
     load_calibrator,
     load_metrics,
-    scored_pairs,
 )
-from workbench.label_errors import SIGNAL_HELP, SIGNALS, label_error_candidates
+from workbench.evaluation.compare import compare_runs
+from workbench.evaluation.label_errors import SIGNAL_HELP, SIGNALS, label_error_candidates
+from workbench.evaluation.results import get_artifact, scored_pairs
 from workbench.metrics import Calibrator, confusion_counts
-from workbench.runner import get_run
+from workbench.reports.explanations import MismatchExplanation, explain_mismatches
+from workbench.run.runner import get_run
 
 SLICE_METRICS: tuple[str, ...] = ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc")
 WORST_SLICE_METRIC = "pair/accuracy"
@@ -80,6 +80,12 @@ class RunReport:
     projection_note: str = ""
     config_file: str = ""  # sidecar TOML file name, relative to the report
     command: str = ""  # CLI command that recreates the run with the sidecar config
+    name: str | None = None  # the name people gave the run
+    alias: str = ""  # a short stand-in for ``label`` where space is tight (the PDF's "A · kw"), with a legend
+    explanations: dict[str, MismatchExplanation] = field(default_factory=dict)  # top mismatches' pair_id -> …
+    explanation_note: str = ""  # one line when the top mismatches carry no explanation (off, or restore failed)
+    robustness: pd.DataFrame = field(default_factory=pd.DataFrame)  # load_robustness() rows of one seed
+    robustness_seed: int | None = None  # the perturbation seed shown (the lowest stored)
 
     def metric(self, name: str) -> float | None:
         """The headline value of one canonical metric (None when the run has no such metric)."""
@@ -88,7 +94,7 @@ class RunReport:
 
     @property
     def label(self) -> str:
-        return f"{self.config_name} ({self.run_id})"
+        return self.alias or f"{self.name or self.config_name} ({self.run_id})"
 
 
 @dataclass
@@ -277,7 +283,7 @@ def _load_run(run_id: str, db, *, top_k: int, thumb_side: int) -> RunReport:
         slice_table=slice_table, worst_slices=worst_slices(slice_table), curves=curves, confusion=confusion,
         retrieval=retrieval, diagnostics=get_artifact(run_id, "diagnostics", db=db),
         pairs=pairs[list(PAIR_COLUMNS)].reset_index(drop=True),
-        mismatches=_mismatches(pairs, top_k, thumb_side),
+        mismatches=_mismatches(pairs, top_k, thumb_side), name=record.get("name") or None,
     )
     return report
 
@@ -324,18 +330,32 @@ def build_report_data(
     max_flips: int = 20,
     compare: bool = True,
     top_label_errors: int = 10,
+    explain: bool = True,
+    explain_top: int = 3,
 ) -> ReportData:
     """Assemble a report of ``run_ids`` (the first is the baseline) from what the database stores.
 
     ``projection``: "pca" (default, fast), "umap", or None to leave the joint-space map out.
     ``thumb_side`` 0 skips thumbnails; ``compare=False`` skips the paired tests (per-pair exports need neither).
+    ``explain``: explain each run's top ``explain_top`` false positives and negatives (rebuilds the run's models:
+    seconds for the bundled configs; a run that cannot be rebuilt gets a one-line reason, never an error).
+    Stored robustness results (``python -m workbench robustness``) are always included.
     """
     run_ids = [run_ids] if isinstance(run_ids, str) else list(dict.fromkeys(run_ids))
     if not run_ids:
         raise ValueError("A report needs at least one run id.")
+    if explain_top < 0:
+        raise ValueError(f"explain_top={explain_top!r} must be 0 or more (mismatches explained per kind and run)")
     if projection is not None and projection not in PROJECTION_METHODS:
         raise ValueError(f"projection={projection!r} is not supported; allowed: {list(PROJECTION_METHODS)} or None")
     runs = [_load_run(r, db, top_k=top_k, thumb_side=thumb_side) for r in run_ids]
+    for run in runs:
+        _attach_robustness(run, db)
+        if explain:
+            run.explanations, run.explanation_note = explain_mismatches(
+                run.run_id, run.mismatches, db=db, device=run.device, top=explain_top)
+        else:
+            run.explanation_note = "Explanations not computed (turn them on with --explain / explain=True)."
     with store.connect(db) as con:
         eval_sets = {name: _eval_set_info(con, name) for name in dict.fromkeys(r.eval_set for r in runs)}
     comparison = None
@@ -376,6 +396,18 @@ def _label_errors(runs: list[RunReport], db, top: int, thumb_side: int) -> tuple
             + ". The neighbourhood signal follows LEMoN (Zhang et al., ICML 2025); a dash means the pair's image "
               "or text has no stored joint-space vector.")
     return table, note
+
+
+def _attach_robustness(run: RunReport, db) -> None:
+    """The run's stored robustness results; of one perturbation seed (the lowest) when several were run, so
+    each (perturbation, severity, metric) appears once."""
+    from workbench.robustness import load_robustness
+
+    frame = load_robustness(run.run_id, db=db)
+    if frame.empty:
+        return
+    run.robustness_seed = int(frame["seed"].min())
+    run.robustness = frame[frame["seed"] == run.robustness_seed].reset_index(drop=True)
 
 
 def _attach_projection(run: RunReport, db, method: str, sample_size: int) -> None:

@@ -18,6 +18,7 @@ FORMATS: dict[str, tuple[str, str]] = {  # format -> (file extension, MIME type)
     "csv": (".csv", "text/csv"),
     "parquet": (".parquet", "application/vnd.apache.parquet"),
 }
+EXPLAINED_FORMATS: tuple[str, ...] = ("html", "md", "json")  # formats whose top mismatches carry explanations
 
 
 @dataclass
@@ -93,11 +94,13 @@ def resolve_out(out: str | os.PathLike[str], fmt: str, run_ids: list[str]) -> Pa
 
 
 def write_report(run_ids: list[str] | str, *, fmt: str, out: str | os.PathLike[str], db=None,
-                 title: str | None = None, projection: str | None = "pca", data: ReportData | None = None) -> Path:
+                 title: str | None = None, projection: str | None = "pca", data: ReportData | None = None,
+                 explain: bool = True) -> Path:
     """Export a report of ``run_ids`` (the first is the baseline) in ``fmt`` to ``out``; returns the file written.
 
     Next to it: each run's config as ``<name>.<run_id>.config.toml`` (the reproducibility card's command uses it)
-    and, for Markdown, the figures in ``<name>_files/``.
+    and, for Markdown, the figures in ``<name>_files/``. ``explain``: for HTML, Markdown and JSON, explain the top
+    mismatches (rebuilds each run's models; see :func:`build_report_data`). Ignored when ``data`` is given.
     """
     fmt = _check_format(fmt)
     run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
@@ -106,7 +109,8 @@ def write_report(run_ids: list[str] | str, *, fmt: str, out: str | os.PathLike[s
     if data is None:
         visual = fmt in ("html", "pdf", "md")
         data = build_report_data(run_ids, db=db, title=title, projection=projection if visual else None,
-                                 thumb_side=96 if visual else 0, compare=fmt not in ("csv", "parquet"))
+                                 thumb_side=96 if visual else 0, compare=fmt not in ("csv", "parquet"),
+                                 explain=explain and fmt in EXPLAINED_FORMATS)
     write_config_sidecars(data, path)
     for name, blob in _render_to(data, fmt, path).items():
         target = path.parent / name

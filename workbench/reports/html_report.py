@@ -14,9 +14,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from workbench.label_errors import SIGNALS
+from workbench.evaluation.label_errors import SIGNALS
 from workbench.reports import common
 from workbench.reports.data import ReportData
+from workbench.reports.explanations import MismatchExplanation
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "png"}}
 MAX_PROJECTION_POINTS = 4000
@@ -36,6 +37,7 @@ th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums;
 pre{background:#f6f8fa;border:1px solid #d0d7de;padding:8px;overflow-x:auto;font-size:.85em}
 code{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
 img.thumb{width:72px;height:72px;object-fit:contain;border:1px solid #d0d7de;background:#fff}
+img.overlay{width:240px;height:auto;border:1px solid #d0d7de;background:#fff;display:block}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;margin:12px 0}
 tr.too-few td{color:#777;background:#e0e0e0}
 .warning{border:1px solid #d4a72c;background:#fff8c5;border-radius:6px;padding:8px 14px;margin:12px 0}
@@ -197,17 +199,51 @@ def _projection(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _explanation(value: object) -> str:
+    """A mismatch's overlay (heatmap over the photo, words coloured by attribution), method and top words."""
+    if not isinstance(value, MismatchExplanation):
+        return ""
+    uri = data_uri(value.png)
+    image = f'<img class="overlay" alt="explanation overlay" src="{uri}">' if uri else ""
+    return image + f'<span class="muted">{e(common.explanation_summary(value))}</span>'
+
+
 def _mismatches(data: ReportData) -> str:
     parts = ['<h2 id="mismatches">Top mismatches</h2>',
              '<p class="muted">Test split, at the stored threshold: the highest-scoring non-matching pairs (false '
-             "positives) and the lowest-scoring matching pairs (false negatives).</p>"]
+             "positives) and the lowest-scoring matching pairs (false negatives). "
+             f"{e(common.EXPLANATIONS_NOTE)}</p>"]
     for run in data.runs:
         frame = run.mismatches.assign(score=run.mismatches["score"].map(common.fmt),
-                                      threshold=run.mismatches["threshold"].map(common.fmt))
-        frame = frame[["kind", "thumbnail", "text", "score", "threshold", "category", "pair_kind", "image_id",
-                       "pair_id"]]
-        parts.append(f"<h3>{e(run.label)}</h3>" + table(frame, render={"thumbnail": _thumb},
-                                                        numeric=("score", "threshold")))
+                                      threshold=run.mismatches["threshold"].map(common.fmt),
+                                      explanation=run.mismatches["pair_id"].map(run.explanations.get))
+        columns = ["kind", "thumbnail", "text", "score", "threshold", "category", "pair_kind", "image_id", "pair_id"]
+        if run.explanations and not run.explanation_note:  # a run-level note says it once instead
+            columns.insert(3, "explanation")
+        note = f'<p class="muted">{e(run.explanation_note)}</p>' if run.explanation_note else ""
+        parts.append(f"<h3>{e(run.label)}</h3>{note}" + table(
+            frame[columns], render={"thumbnail": _thumb, "explanation": _explanation},
+            numeric=("score", "threshold")))
+    return "".join(parts)
+
+
+def _robustness(data: ReportData) -> str:
+    from workbench.viz.robustness import robustness_figure
+
+    parts = ['<h2 id="robustness">Robustness</h2>']
+    missing = common.robustness_missing(data)
+    if missing:
+        return "".join(parts) + f'<p class="muted">{e(missing)}</p>'
+    parts.append(f'<p class="muted">{e(common.ROBUSTNESS_NOTE)}</p>')
+    results = {run.label: run.robustness for run in data.runs if not run.robustness.empty}
+    parts.append(figure(robustness_figure(results, metric="pair/roc_auc")))
+    for run in data.runs:
+        if run.robustness.empty:
+            parts.append(f'<h3>{e(run.label)}</h3><p class="muted">No robustness results stored; compute them '
+                         f"with <code>{e(common.robustness_command(run.run_id))}</code></p>")
+            continue
+        parts.append(f'<h3>{e(run.label)}</h3><p class="muted">Perturbation seed {run.robustness_seed}; clean: '
+                     f"{e(common.robustness_clean(run))}</p>" + table(common.robustness_table(run)))
     return "".join(parts)
 
 
@@ -259,7 +295,8 @@ def _run_section(builder: Callable[[ReportData], str], data: ReportData) -> str:
 SECTIONS: tuple[tuple[str, str, Callable[[ReportData], str]], ...] = (
     ("summary", "Summary", _summary), ("metrics", "Metrics", _metrics), ("curves", "Curves", _curves),
     ("operating", "Operating point", _operating), ("slices", "Slices", _slices),
-    ("retrieval", "Retrieval", _retrieval), ("projection", "Embedding space", _projection),
+    ("retrieval", "Retrieval", _retrieval), ("robustness", "Robustness", _robustness),
+    ("projection", "Embedding space", _projection),
     ("mismatches", "Mismatches", _mismatches), ("label-errors", "Label errors", _label_errors),
     ("flips", "Flips", _flips),
     ("reproducibility", "Reproducibility", _repro),

@@ -66,6 +66,31 @@ def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     return clean(frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records"))
 
 
+def _mismatches(run: RunReport) -> list[dict]:
+    """Top mismatches; the explained ones gain ``explanation`` ({method, text_tokens, image_relevance}) or
+    ``explanation_error`` (one line)."""
+    records = _records(run.mismatches, ["kind", "pair_id", "score", "threshold", "label", "image_id", "text_id",
+                                        "text", "category", "pair_kind"])
+    for record in records:
+        explanation = run.explanations.get(record["pair_id"])
+        if explanation is not None and explanation.error:
+            record["explanation_error"] = explanation.error
+        elif explanation is not None:
+            record["explanation"] = clean(explanation.to_json())
+    return records
+
+
+def robustness_mapping(results: pd.DataFrame, *, drop: bool = False) -> dict[str, list[dict]]:
+    """Stored robustness rows as the CLI's ``robustness --json`` prints them: perturbation -> [{severity, metric,
+    value, ci_low, ci_high}]; with ``drop`` the same shape holds the drop against clean and its CI."""
+    if results.empty:
+        return {}
+    from workbench.robustness import results_json
+
+    columns = {"drop": "value", "drop_ci_low": "ci_low", "drop_ci_high": "ci_high"} if drop else {}
+    return results_json(results.drop(columns=["value", "ci_low", "ci_high"] if drop else []).rename(columns=columns))
+
+
 def _run(data: ReportData, run: RunReport) -> dict:
     curves = run.curves or {}
     return {
@@ -92,8 +117,11 @@ def _run(data: ReportData, run: RunReport) -> dict:
         "projection": None if run.projection is None else {
             "params": clean(run.projection.params), "description": run.projection.description,
             "n_points": int(len(run.projection.frame))},
-        "mismatches": _records(run.mismatches, ["kind", "pair_id", "score", "threshold", "label", "image_id",
-                                                "text_id", "text", "category", "pair_kind"]),
+        "mismatches": _mismatches(run),
+        "explanation_note": run.explanation_note,
+        "robustness": robustness_mapping(run.robustness),
+        "robustness_drop": robustness_mapping(run.robustness, drop=True),
+        "robustness_seed": run.robustness_seed,
         "reproducibility": clean(common.reproducibility(data, run)),
     }
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from workbench.label_errors import SIGNALS
+from workbench.evaluation.label_errors import SIGNALS
 from workbench.reports import common, static
 from workbench.reports.data import ReportData
 
@@ -63,8 +63,11 @@ def render_markdown(data: ReportData, files_dir: str, *, dpi: int = 110) -> tupl
     images: dict[str, bytes] = {}
 
     def image(name: str, fig, alt: str) -> str:
+        return png_link(name, static.to_png(fig, dpi=dpi), alt)
+
+    def png_link(name: str, png: bytes, alt: str) -> str:
         file_name = f"{name}.png"
-        images[file_name] = static.to_png(fig, dpi=dpi)
+        images[file_name] = png
         return f"![{esc(alt)}]({quote(files_dir)}/{quote(file_name)})"
 
     figs = static.figures(data)
@@ -105,6 +108,20 @@ def render_markdown(data: ReportData, files_dir: str, *, dpi: int = 110) -> tupl
     for run in data.runs:
         out += [f"### {esc(run.label)}", "", md_table(common.retrieval_table(run)), ""]
 
+    out += ["## Robustness", ""]
+    missing = common.robustness_missing(data)
+    if missing:
+        out += [esc(missing), ""]
+    else:
+        out += [esc(common.ROBUSTNESS_NOTE), ""]
+        for run in data.runs:
+            if run.robustness.empty:
+                out += [f"### {esc(run.label)}", "", "No robustness results stored; compute them with "
+                        f"{code(common.robustness_command(run.run_id))}", ""]
+                continue
+            out += [f"### {esc(run.label)}", "", f"Perturbation seed {run.robustness_seed}; clean: "
+                    f"{esc(common.robustness_clean(run))}", "", md_table(common.robustness_table(run)), ""]
+
     out += ["## Joint embedding space", ""]
     for i, run in enumerate(data.runs, start=1):
         out += [f"### {esc(run.label)}", "", esc(run.projection_note), "",
@@ -118,6 +135,17 @@ def render_markdown(data: ReportData, files_dir: str, *, dpi: int = 110) -> tupl
         table = table[["kind", "text", "score", "threshold", "category", "pair_kind", "image_id", "pair_id"]]
         out += [f"### {esc(run.label)}", "", image(f"mismatches_{i}", figs[f"mismatches_{i}"], "thumbnails"), "",
                 md_table(table), ""]
+        if run.explanation_note:  # off, or the models could not be restored: one line for the run
+            out += [esc(run.explanation_note), ""]
+            continue
+        explained = [(row, run.explanations[row.pair_id]) for row in run.mismatches.itertuples()
+                     if row.pair_id in run.explanations]
+        if explained:
+            out += [f"#### Explanations — {esc(run.label)}", "", esc(common.EXPLANATIONS_NOTE), ""]
+        for k, (row, explanation) in enumerate(explained, start=1):
+            out += [f"- **{esc(row.kind)}** {code(row.pair_id)}: {esc(common.explanation_summary(explanation))}", ""]
+            if explanation.png:
+                out += [png_link(f"explanation_{i}_{k}", explanation.png, f"explanation of {row.pair_id}"), ""]
 
     if data.label_errors_note:
         out += ["## Likely label errors", "", esc(data.label_errors_note), ""]

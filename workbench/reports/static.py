@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure, FigureBase  # noqa: E402
 
 from workbench.reports import common  # noqa: E402
 from workbench.reports.data import ReportData, RunReport  # noqa: E402
@@ -63,12 +63,13 @@ def to_png(fig: Figure, dpi: int = 110) -> bytes:
 
 
 def _label(run: RunReport, i: int) -> str:
-    return safe(f"{run.config_name} · {run.run_id}" if i >= 0 else run.config_name, max_len=60)
+    return safe(run.alias or (f"{run.config_name} · {run.run_id}" if i >= 0 else run.config_name), max_len=60)
 
 
-def curves_figure(data: ReportData) -> Figure:
-    """ROC, precision–recall and reliability (val-calibrated test probabilities), one line per run; × = threshold."""
-    fig = new_figure((11, 3.9))
+def curves_figure(data: ReportData, fig: FigureBase | None = None) -> FigureBase:
+    """ROC, precision–recall and reliability (val-calibrated test probabilities), one line per run; × = threshold.
+    Drawn into ``fig`` when given (a region of a PDF page), else into a new figure; so are the builders below."""
+    fig = fig or new_figure((11, 3.9))
     axes = fig.subplots(1, 3)
     roc, pr, rel = axes
     roc.plot([0, 1], [0, 1], ls=":", color="#999999", lw=1)
@@ -106,10 +107,10 @@ def curves_figure(data: ReportData) -> Figure:
     return fig
 
 
-def confusion_figure(data: ReportData) -> Figure:
+def confusion_figure(data: ReportData, fig: FigureBase | None = None) -> FigureBase:
     """One 2×2 confusion matrix per run at its stored threshold (test split)."""
     n = len(data.runs)
-    fig = new_figure((min(3.4 * n, 11), 3.0))
+    fig = fig or new_figure((min(3.4 * n, 11), 3.0))
     axes = np.atleast_1d(fig.subplots(1, n))
     for ax, run in zip(axes, data.runs, strict=True):
         c = run.confusion
@@ -121,16 +122,18 @@ def confusion_figure(data: ReportData) -> Figure:
                     color="white" if v > z.max() * 0.6 else "black")
         ax.set_xticks([0, 1], ["pred. match", "pred. non-match"], fontsize=7)
         ax.set_yticks([0, 1], ["match", "non-match"], fontsize=7)
-        ax.set_title(safe(f"{run.config_name} (t = {common.fmt(run.threshold)})", max_len=40), fontsize=8)
+        ax.set_title(safe(f"{run.alias or run.config_name} (t = {common.fmt(run.threshold)})", max_len=40),
+                     fontsize=8)
     return fig
 
 
-def slices_figure(data: ReportData, *, metric: str = "pair/accuracy", max_slices: int = 24) -> Figure:
+def slices_figure(data: ReportData, *, metric: str = "pair/accuracy", max_slices: int = 24,
+                  fig: FigureBase | None = None) -> FigureBase:
     """Heatmap slices × runs of one metric, worst first (lowest value across runs) among slices with enough pairs;
     slices with too few pairs follow in grey, labelled, and are never counted among the worst."""
     long = common.slices_long(data)
     long = long[long["name"] == metric] if not long.empty else long
-    fig = new_figure((10, 1.2 + 0.24 * min(max_slices, max(len(long), 1) // max(len(data.runs), 1) + 1)))
+    fig = fig or new_figure((10, 1.2 + 0.24 * min(max_slices, max(len(long), 1) // max(len(data.runs), 1) + 1)))
     ax = fig.subplots()
     if long.empty:
         ax.text(0.5, 0.5, f"No per-slice values of {metric}", ha="center", va="center")
@@ -158,9 +161,9 @@ def slices_figure(data: ReportData, *, metric: str = "pair/accuracy", max_slices
     return fig
 
 
-def retrieval_bar_figure(data: ReportData) -> Figure:
+def retrieval_bar_figure(data: ReportData, fig: FigureBase | None = None) -> FigureBase:
     frame = common.retrieval_frame(data)
-    fig = new_figure((10, 3.6))
+    fig = fig or new_figure((10, 3.6))
     ax = fig.subplots()
     if frame.empty:
         ax.text(0.5, 0.5, "No retrieval metrics", ha="center", va="center")
@@ -183,8 +186,8 @@ def retrieval_bar_figure(data: ReportData) -> Figure:
     return fig
 
 
-def projection_figure(run: RunReport, *, max_points: int = 4000) -> Figure:
-    fig = new_figure((6.5, 5.2))
+def projection_figure(run: RunReport, *, max_points: int = 4000, fig: FigureBase | None = None) -> FigureBase:
+    fig = fig or new_figure((6.5, 5.2))
     ax = fig.subplots()
     frame = run.projection.frame if run.projection is not None else pd.DataFrame()
     if frame.empty:
@@ -201,7 +204,7 @@ def projection_figure(run: RunReport, *, max_points: int = 4000) -> Figure:
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=7)
-    ax.set_title(safe(f"Joint space — {run.config_name}", max_len=60), fontsize=9)
+    ax.set_title(safe(f"Joint space — {run.alias or run.config_name}", max_len=60), fontsize=9)
     return fig
 
 

@@ -6,9 +6,6 @@ import pandas as pd
 
 from workbench.reports.data import PAIR_COLUMNS, ReportData
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("pair_id", "split", "image_id", "text_id", "label", "score", "threshold",
-                                     "prediction", "category", "pair_kind")
-
 
 def pairs_frame(data: ReportData) -> pd.DataFrame:
     """One row per scored pair and run: ``PAIR_COLUMNS``, led by ``run_id, config`` when there are several runs.

@@ -1,6 +1,6 @@
 """Robustness suites: re-score a finished run's test pairs with perturbed photos or titles, per severity.
 
-The run's encoders and head are rebuilt (:func:`workbench.restore.restore_run_models`), each distinct test image
+The run's encoders and head are rebuilt (:func:`workbench.run.restore.restore_run_models`), each distinct test image
 or text is perturbed once per (perturbation, severity) and encoded under its own cache key (content hash +
 perturbation + severity + seed, never the clean item's key), and the test pairs are scored again with the other
 side clean. Metrics are the clean run's own: ROC-AUC, and accuracy and F1 at the run's val-chosen threshold(s),
@@ -26,10 +26,11 @@ import pandas as pd
 
 from workbench import store
 from workbench.data.vocab import catalogue_vocabulary
-from workbench.encoding import Cancelled
-from workbench.evaluation import N_RESAMPLES, apply_thresholds, get_artifact, scored_pairs
+from workbench.evaluation.aggregate import N_RESAMPLES, apply_thresholds
+from workbench.evaluation.results import get_artifact, scored_pairs
 from workbench.metrics import bootstrap_pair_metrics, pair_metrics, paired_bootstrap
-from workbench.restore import NewImage, NewText, RunModels, restore_run_models
+from workbench.run.encoding import Cancelled
+from workbench.run.restore import NewImage, NewText, RunModels, restore_run_models
 
 from .perturbations import SEVERITIES, check_severity, get_perturbation, perturb, resolve_suite
 

@@ -1,6 +1,6 @@
 """Encode a run's items on a Ray cluster: Parquet shards → Ray Data actor pool → Parquet shards → DuckDB cache.
 
-Same contract as :func:`workbench.encoding.encode_with_cache`: only items missing from the embedding cache (keyed by
+Same contract as :func:`workbench.run.encoding.encode_with_cache`: only items missing from the embedding cache (keyed by
 encoder fingerprint and content hash) are encoded, and the result is read back with ``encoding.read_cache`` in the
 caller's order. What moves where:
 
@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench import store
-from workbench.encoding import Cancelled, EncodeStats, decode_side, read_cache, uncached_items
+from workbench.run.encoding import Cancelled, EncodeStats, decode_side, read_cache, uncached_items
 
 ProgressFn = Callable[[int, int], None]
 INSTALL_HINT = "pip install -r requirements-scale.txt"
@@ -112,7 +112,7 @@ class EncodeActor:
     def __init__(self, encoder: Any, use_gpu: bool, tokens: bool, torch_threads: int = 1) -> None:
         import torch
 
-        from workbench.device import resolve_device
+        from workbench.run.device import resolve_device
 
         torch.set_num_threads(max(1, torch_threads))  # one actor per CPU: no oversubscription
         ray = import_ray()
@@ -122,13 +122,13 @@ class EncodeActor:
         self.max_side = decode_side(encoder)
 
     def _forward(self, sources: Sequence[str]) -> tuple[np.ndarray, list[bytes] | None]:
-        from workbench.encoding import encode_batch, load_items
+        from workbench.run.encoding import encode_batch, load_items
 
         batch = self.encoder.preprocess(load_items(self.encoder.modality, list(sources), self.max_side))
         return encode_batch(self.encoder, batch, self.device, tokens=self.tokens)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from workbench.device import run_with_backoff
+        from workbench.run.device import run_with_backoff
 
         sources = batch.column("source").to_pylist()
         parts, _ = run_with_backoff(self._forward, sources, len(sources))  # halves the batch on out-of-memory

@@ -1,30 +1,31 @@
-"""Shared page set-up: page config, login and exposure checks, session-state defaults, the database path and
-friendly errors."""
+"""What every page shares: page set-up (config, login, exposure warning, session state, the database path),
+friendly errors, escaped text, images, and the run pickers.
+
+Untrusted text (titles, categories, config names) is shown with ``st.text``, ``st.image(caption=)`` or escaped
+markdown, never as HTML.
+"""
 
 from __future__ import annotations
 
-import io
 import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 from streamlit import config as st_config
 
 from workbench import security, store
-from workbench.data.images import load_image
+from workbench.ui import cache
+from workbench.ui.state import init_state
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=])")
 
-SESSION_DEFAULTS: dict[str, Any] = {
-    "selected_eval_set": None,  # name of the eval set last chosen on any page
-    "selected_runs": [],  # run ids chosen for comparison
-}
 
-
-def init_page(title: str, icon: str = "🧪") -> Path:
-    """Configure the page, initialise session state once, and return the database path in use."""
+def init_page(title: str, icon: str = ":material/science:") -> str:
+    """Configure the page, ask for login when configured, warn when exposed, initialise session state, and return
+    the database path in use (a string: every cached read is keyed by it)."""
     st.set_page_config(page_title=f"{title} · Matching workbench", page_icon=icon, layout="wide")
     login = login_configured()
     if login and not st.user.get("is_logged_in", False):
@@ -33,12 +34,11 @@ def init_page(title: str, icon: str = "🧪") -> Path:
         st.stop()
     warning = security.exposure_warning(st_config.get_option("server.address"), login_configured=login)
     if warning:
-        st.warning(warning, icon="⚠️")
-    for key, value in SESSION_DEFAULTS.items():
-        st.session_state.setdefault(key, value if not isinstance(value, list) else list(value))
-    path = db_path()
+        st.warning(warning, icon=":material/warning:")
+    init_state()
+    path = str(store.resolve_db_path())
     with friendly_errors("Removing old uploads"):
-        _clean_uploads_once(str(path))
+        cache.clean_uploads_once(path)
     return path
 
 
@@ -49,17 +49,6 @@ def login_configured() -> bool:
         return bool(st.secrets.get("auth"))
     except FileNotFoundError:  # no secrets file at all
         return False
-
-
-@st.cache_resource(show_spinner=False)
-def _clean_uploads_once(db: str) -> int:
-    """Delete stale uploads once per server process and database (later ones go before each new upload)."""
-    return security.clean_uploads(db)
-
-
-def db_path() -> Path:
-    """The database file: ``$WORKBENCH_DB`` or ``data/workbench.duckdb`` (the CLI's default too)."""
-    return store.resolve_db_path()
 
 
 @contextmanager
@@ -79,23 +68,37 @@ def escape_markdown(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
-def file_mtime(path: str | Path | None) -> float:
-    """Modification time (0 when missing): part of cache keys, so an edited file is read again."""
-    try:
-        return Path(path).stat().st_mtime if path else 0.0
-    except OSError:
-        return 0.0
+def show_image(path: str | None, caption: str | None = None, width: int | str = "stretch") -> None:
+    """A cached thumbnail, or a caption naming the file when it cannot be read."""
+    image = cache.thumbnail(path, cache.file_mtime(path))
+    if image is None:
+        st.caption(f"image unavailable: {escape_markdown(Path(path).name) if path else '—'}")
+    else:
+        st.image(image, caption=caption, width=width)
 
 
-@st.cache_data(max_entries=2000, show_spinner=False)
-def thumbnail(path: str | None, mtime: float = 0.0, max_side: int = 160) -> bytes | None:
-    """A small JPEG of an image, or None when it cannot be read (callers say so)."""
-    if not path:
-        return None
-    try:
-        image = load_image(path, max_side=max_side)
-    except (OSError, ValueError):
-        return None
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+# ------------------------------------------------------------------------------------------------ run pickers
+def run_selection(runs: pd.DataFrame) -> tuple[list[str], str | None]:
+    """Multiselect of runs (kept in ``selected_runs`` across pages) and a baseline among them."""
+    labels = dict(zip(runs["run_id"], runs["label"], strict=True))
+    kept = [r for r in st.session_state["selected_runs"] if r in labels] or list(runs["run_id"][:2])
+    selected = st.multiselect("Runs to compare", list(labels), default=kept, format_func=labels.get,
+                              key="compare_runs_widget", help="Finished runs on the same eval set.")
+    st.session_state["selected_runs"] = list(selected)
+    if not selected:
+        return [], None
+    if st.session_state["compare_baseline"] not in selected:
+        st.session_state["compare_baseline"] = selected[0]
+    baseline = st.selectbox("Baseline (significance tests are against it)", selected, format_func=labels.get,
+                            key="compare_baseline")
+    return list(selected), baseline
+
+
+def pick_run(runs: pd.DataFrame, label: str, key: str) -> str:
+    """One run; defaults to the first of ``selected_runs`` if any."""
+    ids = list(runs["run_id"])
+    labels = dict(zip(runs["run_id"], runs["label"], strict=True))
+    if st.session_state.get(key) not in ids:
+        preferred = [r for r in st.session_state["selected_runs"] if r in ids]
+        st.session_state[key] = preferred[0] if preferred else ids[0]
+    return st.selectbox(label, ids, format_func=labels.get, key=key)

@@ -1,17 +1,15 @@
 """Configurations: build a run config from the plug-in registries, preview/save it as TOML, pick a grid.
 
-Saved configs live in ``<db dir>/configs/*.toml``; the selection for the Runs page is kept in session state under
-``configs_selection`` (labels of :func:`config_catalog`), which survives page switches unlike widget state.
-Settings that run outside code (``trust_remote_code``, ``plugins``) are never set here: a loaded file's are shown
-read-only and left out of what is built, and a typed local model folder must lie under the data roots.
+Saving and listing belong to :mod:`workbench.config` (one configs location shared with the CLI); the selection for
+the Runs page is kept in session state under ``configs_selection`` (labels of the config catalogue), which survives
+page switches unlike widget state. Settings that run outside code (``trust_remote_code``, ``plugins``) are never
+set here: a loaded file's are shown read-only and left out of what is built, and a typed local model folder must
+lie under the data roots.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,55 +17,33 @@ import streamlit as st
 
 from workbench import security
 from workbench.config import (
+    SAVED_PREFIX,
     THRESHOLD_POLICIES,
+    ConfigCatalog,
     RunConfig,
     config_from_dict,
     dump_config_toml,
-    list_configs,
-    load_config,
+    save_config,
+    user_config_dir,
 )
 from workbench.models import get_encoder_spec, list_encoders
 from workbench.models.fusion import get_fusion_spec, list_fusion_heads
-from workbench.ui.common import db_path, escape_markdown, friendly_errors
+from workbench.ui import cache
+from workbench.ui.common import escape_markdown, friendly_errors
+from workbench.ui.state import BUILDER_DEFAULTS
 
-SAVED_PREFIX = "saved: "
 SELECTION_KEY = "configs_selection"
-BUILDER_DEFAULTS: dict[str, Any] = {
-    "configs_name": "my-config", "configs_description": "",
-    "configs_image_encoder": "color_histogram", "configs_image_options": "{}",
-    "configs_text_encoder": "tfidf", "configs_text_options": "{}",
-    "configs_fusion": "contrastive", "configs_fusion_options": "{}",
-    "configs_policy": "max_f1", "configs_target": 0.9, "configs_cost_fp": 1.0, "configs_cost_fn": 1.0,
-    "configs_per_category": False, "configs_seed": 0, "configs_batch_size": 64,
-}  # fmt: skip
+LOCKED_KEY = "configs_locked"
 SIDES = {"image": "configs_image", "text": "configs_text"}
-LOCKED_KEY = "configs_locked"  # (config name, its code-running settings) of the last loaded file, or None
 
 
-def init_state() -> None:
-    """Session defaults of this page's widgets and of the grid selection shared with the Runs page."""
-    st.session_state.setdefault(SELECTION_KEY, [])
-    st.session_state.setdefault(LOCKED_KEY, None)
-    for key, value in BUILDER_DEFAULTS.items():
-        st.session_state.setdefault(key, value)
+def load_catalog(db: str) -> ConfigCatalog:
+    """Ready-made and saved configs (cached until a saved file changes)."""
+    return cache.configs(db, cache.configs_version(db))
 
 
-def user_config_dir(db: Path | str) -> Path:
-    return Path(db).parent / "configs"
-
-
-@st.cache_data(ttl=2, show_spinner=False)
-def config_catalog(db: str) -> tuple[dict[str, RunConfig], list[str]]:
-    """Ready-made configs by name plus saved ones as 'saved: NAME'; and a message per unreadable saved file."""
-    catalog: dict[str, RunConfig] = {c.name: c for c in list_configs()}
-    problems: list[str] = []
-    folder = user_config_dir(db)
-    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-        try:
-            catalog[SAVED_PREFIX + path.stem] = load_config(path)
-        except ValueError as exc:
-            problems.append(f"{path.name}: {exc}")
-    return catalog, problems
+def saved_folder(db: str) -> str:
+    return str(user_config_dir(db))
 
 
 def catalog_frame(catalog: dict[str, RunConfig]) -> pd.DataFrame:
@@ -78,18 +54,6 @@ def catalog_frame(catalog: dict[str, RunConfig]) -> pd.DataFrame:
          "description": c.description}
         for label, c in catalog.items()
     ])
-
-
-def encoder_defaults(name: str) -> dict[str, Any]:
-    """An encoder's options with their defaults, read from its ``__init__`` (the registry spec has no defaults)."""
-    spec = get_encoder_spec(name)
-    params = inspect.signature(spec.cls.__init__).parameters
-    out: dict[str, Any] = {}
-    for key in spec.config_keys:
-        param = params.get(key)
-        default = None if param is None or param.default is inspect.Parameter.empty else param.default
-        out[key] = list(default) if isinstance(default, tuple) else default
-    return out
 
 
 def parse_options(text: str, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -160,7 +124,7 @@ def _encoder_widgets(side: str) -> tuple[str, str]:
     name = st.selectbox(f"{side.capitalize()} encoder", names, key=f"{prefix}_encoder",
                         on_change=_reset_options, args=(f"{prefix}_options",))
     spec = get_encoder_spec(name)
-    _describe(spec.description, spec.offline, encoder_defaults(name))
+    _describe(spec.description, spec.offline, spec.defaults)
     text = st.text_area(f"{side.capitalize()} encoder options (JSON)", key=f"{prefix}_options", height=80)
     return name, text
 
@@ -178,16 +142,16 @@ def _show_locked() -> None:
     st.text_area("Set by the file (read-only)", "\n".join(settings), disabled=True, height=68)
 
 
-def _encoder_section(name: str, text: str, side: str) -> dict[str, Any]:
+def _encoder_section(name: str, text: str, side: str, db: str) -> dict[str, Any]:
     """One encoder's config section; refuses code-running options and model folders outside the data roots."""
     what = f"{side} encoder"
     options = parse_options(text, get_encoder_spec(name).config_keys, what)
     security.refuse_code_options(options, what.capitalize())
-    security.check_model_option(options.get("model"), db_path())
+    security.check_model_option(options.get("model"), db)
     return {"type": name, **options}
 
 
-def builder() -> RunConfig | None:
+def builder(db: str) -> RunConfig | None:
     """The builder's widgets; returns the config they describe, or None (with the reason shown)."""
     _show_locked()
     left, right = st.columns(2)
@@ -223,8 +187,8 @@ def builder() -> RunConfig | None:
         image_spec, text_spec = get_encoder_spec(image_name), get_encoder_spec(text_name)
         raw = {
             "name": name.strip(), "description": description,
-            "image_encoder": _encoder_section(image_name, image_text, "image"),
-            "text_encoder": _encoder_section(text_name, text_text, "text"),
+            "image_encoder": _encoder_section(image_name, image_text, "image", db),
+            "text_encoder": _encoder_section(text_name, text_text, "text", db),
             "fusion": {"type": fusion_name, **parse_options(fusion_text, fusion_spec.config_keys, "fusion head")},
             "offline": image_spec.offline and text_spec.offline, "seed": int(seed), "threshold": threshold,
             "batch_size": int(batch_size),
@@ -235,32 +199,17 @@ def builder() -> RunConfig | None:
     return None
 
 
-def config_file_name(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "config"
-    return f"{stem}.toml"
+def save(config: RunConfig, db: str, *, overwrite: bool) -> None:
+    """Save into the shared configs folder and queue the saved config for the Runs page."""
+    path = save_config(config, db, overwrite=overwrite)
+    label = SAVED_PREFIX + path.stem
+    st.session_state[SELECTION_KEY] = [*st.session_state[SELECTION_KEY], label]
+    st.success(f"Saved {path.name} and added '{label}' to the grid below.")
 
 
-def save_config(config: RunConfig, db: Path | str, *, overwrite: bool = False) -> Path:
-    """Write ``config`` as TOML into the user config folder; refuses to overwrite unless asked."""
-    folder = user_config_dir(db)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / config_file_name(config.name)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path.name} already exists in {folder}; tick 'Overwrite' to replace it.")
-    text = dump_config_toml(config)
-    load_config_text_check(text, path)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def load_config_text_check(text: str, path: Path) -> None:
-    """Refuse to write TOML that would not load back as the same config."""
-    import tomllib
-
-    try:
-        config_from_dict(tomllib.loads(text), default_name=path.stem)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"The configuration cannot be written as TOML ({exc}); simplify its options.") from exc
+def preview(config: RunConfig) -> None:
+    st.caption("Preview (TOML)")
+    st.code(dump_config_toml(config), language="toml")
 
 
 def _keep_selection() -> None:

@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from workbench.reports import FORMATS, RenderedReport, build_report_data, render_report
-from workbench.reports.data import ReportData
+from workbench.reports import FORMATS, RenderedReport
+from workbench.ui import cache
 
 FORMAT_LABELS = {"html": "HTML (interactive, self-contained)", "pdf": "PDF", "md": "Markdown (+ PNG figures, zip)",
                  "json": "JSON (versioned schema)", "csv": "CSV (per pair)", "parquet": "Parquet (per pair)"}
@@ -18,26 +18,12 @@ PREVIEW_ROWS = 200
 STATE_KEY = "reports_request"
 
 
-@st.cache_data(ttl=5, max_entries=8, show_spinner=False)
-def finished_runs(db: str) -> pd.DataFrame:
-    """Finished runs, newest first, with a display label."""
-    from workbench.runner import list_runs
-
-    runs = list_runs(db=db)
-    runs = runs[runs["status"] == "done"].copy()
-    runs["label"] = runs["config"].astype(str) + " · " + runs["eval_set"].astype(str) + " · " + runs["run_id"]
-    return runs[["run_id", "config", "eval_set", "label", "created_at"]].reset_index(drop=True)
-
-
-@st.cache_resource(max_entries=4, ttl=900, show_spinner=False)
-def report_data(db: str, run_ids: tuple[str, ...], projection: str) -> ReportData:
-    """Read once per (runs, projection); shared read-only (renderers copy before filling in per-file details)."""
-    return build_report_data(list(run_ids), db=db, projection=None if projection == "none" else projection)
-
-
-@st.cache_data(max_entries=12, ttl=900, show_spinner=False)
-def rendered(db: str, run_ids: tuple[str, ...], projection: str, fmt: str) -> RenderedReport:
-    return render_report(report_data(db, run_ids, projection), fmt, stem=stem(run_ids))
+def rendered(db: str, req: dict, fmt: str | None = None) -> RenderedReport:
+    """The requested report in ``fmt`` (default: the requested format), cached per runs, metrics version and
+    projection."""
+    run_ids = req["run_ids"]
+    return cache.rendered_report(db, run_ids, req["projection"], fmt or req["fmt"], cache.metrics_version(run_ids, db),
+                                 stem(run_ids))
 
 
 def stem(run_ids: tuple[str, ...]) -> str:
@@ -99,10 +85,11 @@ def download_buttons(db: str, req: dict) -> None:
     columns = st.columns(len(FORMATS))
     for column, fmt in zip(columns, FORMATS, strict=True):
         def data(fmt: str = fmt) -> bytes:
-            return download_bytes(rendered(db, req["run_ids"], req["projection"], fmt))[0]
+            return download_bytes(rendered(db, req, fmt))[0]
 
         ext = "zip" if fmt == "md" else FORMATS[fmt][0].lstrip(".")
         payload = data() if fmt == req["fmt"] else data
-        column.download_button(f"⬇ {fmt.upper()}", data=payload, file_name=f"{stem(req['run_ids'])}.{ext}",
+        column.download_button(fmt.upper(), data=payload, file_name=f"{stem(req['run_ids'])}.{ext}",
                                mime="application/zip" if fmt == "md" else FORMATS[fmt][1], key=f"reports_dl_{fmt}",
-                               on_click="ignore", type="primary" if fmt == req["fmt"] else "secondary")
+                               on_click="ignore", type="primary" if fmt == req["fmt"] else "secondary",
+                               icon=":material/download:")

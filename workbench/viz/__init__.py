@@ -10,6 +10,7 @@ from workbench.viz.figures import (
     slice_heatmap,
 )
 from workbench.viz.projection import ProjectionResult, get_projection
+from workbench.viz.training import training_curves_figure
 
 __all__ = [
     "ProjectionResult",
@@ -21,4 +22,5 @@ __all__ = [
     "retrieval_figure",
     "roc_figure",
     "slice_heatmap",
+    "training_curves_figure",
 ]

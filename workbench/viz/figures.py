@@ -129,25 +129,36 @@ def reliability_figure(curves: Mapping[str, Mapping | None]) -> go.Figure:
 
 
 def confusion_figure(counts: Mapping[str, int]) -> go.Figure:
-    """2×2 confusion matrix (keys ``tp, fp, tn, fn``), rows = truth, columns = prediction."""
+    """2×2 confusion matrix (keys ``tp, fp, tn, fn``), rows = truth, columns = prediction.
+
+    Each cell shows its name, its count in large type and its rate within its row (true positive rate, miss rate,
+    false positive rate, specificity); the colour is that rate, so a small class is not washed out by a big one.
+    The title sits left and the top margin leaves room for the plot toolbar.
+    """
     for key in ("tp", "fp", "tn", "fn"):
         if key not in counts:
             raise ValueError(f"counts needs keys tp, fp, tn, fn; missing {key!r} in {sorted(counts)}")
-    z = [[counts["tp"], counts["fn"]], [counts["fp"], counts["tn"]]]
-    total = max(sum(int(counts[k]) for k in ("tp", "fp", "tn", "fn")), 1)
+    n = [[int(counts["tp"]), int(counts["fn"])], [int(counts["fp"]), int(counts["tn"])]]
+    rates = [[cell / max(sum(row), 1) for cell in row] for row in n]
     names = [["true match (TP)", "missed match (FN)"], ["false match (FP)", "true non-match (TN)"]]
-    text = [[f"{names[r][c]}<br>{z[r][c]:,} ({z[r][c] / total:.1%})" for c in range(2)] for r in range(2)]
+    rate_names = [["of actual matches", "of actual matches"], ["of actual non-matches", "of actual non-matches"]]
+    text = [[f"{names[r][c]}<br><span style='font-size:26px'><b>{n[r][c]:,}</b></span><br>"
+             f"{rates[r][c]:.1%} {rate_names[r][c]}" for c in range(2)] for r in range(2)]
     fig = go.Figure(go.Heatmap(
-        z=z, x=["predicted match", "predicted non-match"], y=["actual match", "actual non-match"], text=text,
-        texttemplate="%{text}", colorscale="Blues", showscale=False, hoverinfo="skip",
+        z=rates, zmin=0.0, zmax=1.0, x=["predicted match", "predicted non-match"],
+        y=["actual match", "actual non-match"], text=text, texttemplate="%{text}", textfont={"size": 15},
+        colorscale="Blues", showscale=False, hoverinfo="skip",
     ))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title="Confusion matrix", height=320, **_LAYOUT)
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 14})
+    fig.update_xaxes(side="bottom", tickfont={"size": 14})
+    fig.update_layout(**{**_LAYOUT, "margin": {"l": 50, "r": 20, "t": 70, "b": 45}}, height=420,
+                      title={"text": "Confusion matrix (test split)", "x": 0.0, "xanchor": "left", "y": 0.97,
+                             "yanchor": "top"})
     return fig
 
 
 def slice_heatmap(frame: pd.DataFrame, *, metric: str = "pair/roc_auc", n_worst: int = 3) -> go.Figure:
-    """Runs × slices heatmap of one metric; the ``n_worst`` cells of each run are outlined and marked ⚠.
+    """Runs × slices heatmap of one metric; the ``n_worst`` cells of each run are outlined and marked "(worst)".
 
     ``frame`` columns: run, slice_kind, slice_value, name, value (long format, e.g. ``load_metrics(slices=True)``
     per run); optional too_few, n_pos, n_neg, ci_low, ci_high. Cells flagged ``too_few`` are drawn grey, say
@@ -185,7 +196,7 @@ def slice_heatmap(frame: pd.DataFrame, *, metric: str = "pair/roc_auc", n_worst:
         rankable = np.flatnonzero(np.isfinite(col) & ~few[:, c])  # too few pairs: never among the worst
         ranked = rankable[np.argsort(col[rankable] if higher else -col[rankable], kind="stable")]
         worst[ranked[:n_worst], c] = True
-    text = np.array([["" if not np.isfinite(v) else f"{v:.3f}" + (" ⚠" if w else "") for v, w in zip(row, wrow,
+    text = np.array([["" if not np.isfinite(v) else f"{v:.3f}" + (" (worst)" if w else "") for v, w in zip(row, wrow,
                                                                                                    strict=True)]
                      for row, wrow in zip(z, worst, strict=True)], dtype=object).reshape(z.shape)
     counts = np.stack([wide("n_pos"), wide("n_neg"), wide("ci_low"), wide("ci_high")], axis=-1)
@@ -212,7 +223,7 @@ def slice_heatmap(frame: pd.DataFrame, *, metric: str = "pair/roc_auc", n_worst:
                       line={"color": "black", "width": 2})
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
-    fig.update_layout(title=f"{metric} by slice (⚠ = {n_worst} worst per run; grey = too few pairs)",
+    fig.update_layout(title=f"{metric} by slice (outlined = {n_worst} worst per run; grey = too few pairs)",
                       height=max(300, 28 * len(slices) + 120), **_LAYOUT)
     return fig
 
@@ -253,24 +264,33 @@ def _groups(frame: pd.DataFrame, color_by: str) -> tuple[pd.Series, dict[str, st
     if color_by == "correct":
         values = frame["correct"].map(lambda v: CORRECT_LABELS[None if v is None or pd.isna(v) else bool(v)])
         return values, dict(CORRECT_COLORS)
-    values = frame[color_by].astype(object).where(frame[color_by].notna(), "unknown").astype(str)
+    missing = "image (no language)" if color_by == "language" else "no tag" if color_by == "tag" else "unknown"
+    values = frame[color_by].astype(object).where(frame[color_by].notna(), missing).astype(str)
     levels = sorted(values.unique())
     return values, {level: _color(i) for i, level in enumerate(levels)}
 
 
-COLOR_BY = ("modality", "category", "correct", "split")
+COLOR_BY = ("modality", "category", "language", "pair_kind", "correct", "tag")
+"""What the points of an embedding map can be coloured by; ``tag`` needs a ``tag`` column the caller adds (item
+tags are user annotations, not part of a projection)."""
+COLOR_BY_LABELS = {"modality": "modality", "category": "category", "language": "language",
+                   "pair_kind": "pair kind", "correct": "decision correctness", "tag": "tag"}
 
 
 def embedding_figure(frame: pd.DataFrame, *, color_by: str = "modality", lines: bool = False,
                      title: str | None = None) -> go.Figure:
-    """2-D joint-space map, one ``Scattergl`` trace per colour group (images ●, texts ◆).
+    """2-D joint-space map, one ``Scattergl`` trace per colour group (images ●, texts ◆), the legend below the
+    plot so the map keeps the full width.
 
-    ``frame`` is a projection frame (item_id, modality, x, y, product_id, category, split, label_text, correct).
+    ``frame`` is a projection frame (item_id, modality, x, y, product_id, category, split, label_text, correct,
+    language, pair_kind; ``tag`` when colouring by tag).
     Coordinates are sent as float32; ``customdata`` rows are ``[item_id, modality]`` so a box/lasso selection maps
     back to items. ``lines`` joins each image to the texts of its product (at most ``MAX_LINES``, said in the legend).
     """
     if color_by not in COLOR_BY:
         raise ValueError(f"color_by={color_by!r} is not supported; allowed: {list(COLOR_BY)}")
+    if len(frame) and color_by not in frame and color_by != "correct":
+        raise ValueError(f"color_by={color_by!r} needs a {color_by!r} column; the frame has {list(frame.columns)}")
     fig = go.Figure()
     if lines and len(frame):
         _add_lines(fig, frame)
@@ -291,10 +311,11 @@ def embedding_figure(frame: pd.DataFrame, *, color_by: str = "modality", lines: 
                 hovertext=hover[mask], hovertemplate="%{hovertext}<extra></extra>",
             ))
     fig.update_layout(
-        title=title or f"Joint embedding space ({len(frame):,} points; colour: {color_by})",
+        title=title or f"Joint embedding space ({len(frame):,} points; colour: {COLOR_BY_LABELS[color_by]})",
         xaxis={"showticklabels": False, "title": None, "zeroline": False},
         yaxis={"showticklabels": False, "title": None, "zeroline": False, "scaleanchor": "x", "scaleratio": 1},
-        legend={"itemsizing": "constant"}, dragmode="lasso", height=600, **_LAYOUT,
+        legend={"itemsizing": "constant", "orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.0},
+        dragmode="lasso", height=640, **_LAYOUT,
     )
     return fig
 

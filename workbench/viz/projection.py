@@ -22,7 +22,7 @@ from workbench import store
 METHODS = ("umap", "pca")
 CACHE_VERSION = 1
 FRAME_COLUMNS = ("item_id", "modality", "x", "y", "product_id", "category", "split", "label_text", "image_path",
-                 "correct")
+                 "correct", "language", "pair_kind")
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,23 +155,34 @@ def _items(con, run_id: str) -> pd.DataFrame:
             SELECT image_id AS item_id, 'image' AS modality, bool_and(right_) AS correct FROM pos GROUP BY 1
             UNION ALL
             SELECT text_id, 'text', bool_and(right_) FROM pos GROUP BY 1
+        ),
+        ranked AS (  -- an item's pair kind: the first of positive, labelled, attribute, hard, random it is in
+            SELECT image_id, text_id, pair_kind, CASE pair_kind WHEN 'positive' THEN 0 WHEN 'labelled' THEN 1
+                   WHEN 'attribute' THEN 2 WHEN 'hard' THEN 3 ELSE 4 END AS rank_ FROM pairs WHERE eval_set = ?
+        ),
+        kinds AS (
+            SELECT image_id AS item_id, 'image' AS modality, arg_min(pair_kind, rank_) AS pair_kind FROM ranked
+            GROUP BY 1
+            UNION ALL
+            SELECT text_id, 'text', arg_min(pair_kind, rank_) FROM ranked GROUP BY 1
         )
         SELECT e.item_id, e.modality, coalesce(i.product_id, t.product_id) AS product_id, pr.category,
                sp.split, CASE WHEN e.modality = 'text' THEN t.text ELSE regexp_extract(i.path, '[^/\\\\]+$')
-               END AS label_text, i.path AS image_path, c.correct
+               END AS label_text, i.path AS image_path, c.correct, t.language, k.pair_kind
         FROM run_embeddings e
         LEFT JOIN images i ON e.modality = 'image' AND i.eval_set = ? AND i.image_id = e.item_id
         LEFT JOIN texts t ON e.modality = 'text' AND t.eval_set = ? AND t.text_id = e.item_id
         LEFT JOIN products pr ON pr.eval_set = ? AND pr.product_id = coalesce(i.product_id, t.product_id)
         LEFT JOIN splits sp ON sp.item_id = e.item_id AND sp.modality = e.modality
         LEFT JOIN correct c ON c.item_id = e.item_id AND c.modality = e.modality
+        LEFT JOIN kinds k ON k.item_id = e.item_id AND k.modality = e.modality
         WHERE e.run_id = ?
         ORDER BY e.modality, e.item_id
     """
     cats, ts = list(per_category), [float(v) for v in per_category.values()]
     thr = float(threshold) if threshold is not None else 0.0
     return store.query_frame(con, sql, [thr, run_id, cats, ts, eval_set, eval_set, eval_set, eval_set, eval_set,
-                                        eval_set, run_id])
+                                        eval_set, eval_set, run_id])
 
 
 def _finish(items: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
