@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.evaluation.compare import format_p_value
-from workbench.metrics import RETRIEVAL_TABLE_KEYS, get_metric
+from workbench.metrics import RETRIEVAL_TABLE_KEYS, get_metric, metric_view
 from workbench.reports.data import SLICE_MINIMUM, ReportData, RunReport, flip_counts
 from workbench.reports.explanations import MismatchExplanation
 
@@ -92,7 +92,7 @@ def tests_table(data: ReportData) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for entry in data.comparison["tests"]:
-        for name in ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc"):
+        for name in metric_view("paired_tests"):
             t = entry.get(name) or {}
             p = t.get("p_holm")
             rows.append({"run": entry["run_id"], "metric": name, "test": t.get("test", ""),

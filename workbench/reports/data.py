@@ -30,11 +30,11 @@ from workbench.evaluation.aggregate import (
 from workbench.evaluation.compare import compare_runs
 from workbench.evaluation.label_errors import SIGNAL_HELP, SIGNALS, label_error_candidates
 from workbench.evaluation.results import get_artifact, scored_pairs
-from workbench.metrics import Calibrator, confusion_counts
+from workbench.metrics import Calibrator, confusion_counts, metric_view
 from workbench.reports.explanations import MismatchExplanation, explain_mismatches
 from workbench.run.runner import get_run
 
-SLICE_METRICS: tuple[str, ...] = ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc")
+SLICE_METRICS: tuple[str, ...] = metric_view("slice")
 WORST_SLICE_METRIC = "pair/accuracy"
 PAIR_COLUMNS: tuple[str, ...] = (
     "pair_id", "split", "image_id", "text_id", "label", "score", "probability", "threshold", "prediction", "correct",

@@ -3,6 +3,8 @@ in DuckDB; and the run records (create, get, list, cancel).
 
 One code path serves the CLI, the app (in a background thread) and the Python API (:func:`run`). The run ends by
 calling :func:`workbench.evaluation.aggregate.compute_metrics` on what it stored (run → evaluation, never back).
+The run records stay here with the execution (about 500 lines): the app, the CLI and the tests reach both through
+one name, ``runner``, and the records' status columns are written by the execution itself.
 """
 
 from __future__ import annotations

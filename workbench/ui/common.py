@@ -78,22 +78,6 @@ def show_image(path: str | None, caption: str | None = None, width: int | str = 
 
 
 # ------------------------------------------------------------------------------------------------ run pickers
-def run_selection(runs: pd.DataFrame) -> tuple[list[str], str | None]:
-    """Multiselect of runs (kept in ``selected_runs`` across pages) and a baseline among them."""
-    labels = dict(zip(runs["run_id"], runs["label"], strict=True))
-    kept = [r for r in st.session_state["selected_runs"] if r in labels] or list(runs["run_id"][:2])
-    selected = st.multiselect("Runs to compare", list(labels), default=kept, format_func=labels.get,
-                              key="compare_runs_widget", help="Finished runs on the same eval set.")
-    st.session_state["selected_runs"] = list(selected)
-    if not selected:
-        return [], None
-    if st.session_state["compare_baseline"] not in selected:
-        st.session_state["compare_baseline"] = selected[0]
-    baseline = st.selectbox("Baseline (significance tests are against it)", selected, format_func=labels.get,
-                            key="compare_baseline")
-    return list(selected), baseline
-
-
 def pick_run(runs: pd.DataFrame, label: str, key: str) -> str:
     """One run; defaults to the first of ``selected_runs`` if any."""
     ids = list(runs["run_id"])

@@ -18,19 +18,17 @@ from workbench.evaluation.aggregate import (
     operating_point,
 )
 from workbench.evaluation.compare import leaderboard_frame, paired_tests_frame
-from workbench.metrics import calibrator_from_dict, get_metric
+from workbench.metrics import calibrator_from_dict, get_metric, metric_view
 from workbench.ui import cache
 from workbench.ui.common import escape_markdown, show_image
 from workbench.ui.detail import detail_button
 from workbench.viz import figures
 
-LEADERBOARD_METRICS = ("pair/accuracy", "pair/precision", "pair/recall", "pair/f1", "pair/roc_auc", "pair/pr_auc",
-                       "pair/ece", "pair/brier", "t2i/success@1", "t2i/success@5", "t2i/mrr", "i2t/success@1",
-                       "i2t/success@5", "i2t/mrr")
-CALIBRATION_METRICS = ("pair/ece", "pair/brier", "pair/log_loss")
+LEADERBOARD_METRICS = metric_view("leaderboard")
+CALIBRATION_METRICS = metric_view("calibration")
 RETRIEVAL_METRICS = ("success@1", "success@5", "success@10", "precision@5", "mrr", "ndcg@10")
 SLICE_KINDS = ("category", "pair_kind", "swapped_attribute", "language")
-SLICE_METRIC_CHOICES = ("pair/roc_auc", "pair/f1", "pair/accuracy", "pair/pr_auc")
+SLICE_METRIC_CHOICES = metric_view("slice")
 
 
 SHORT_LABEL_CHARS = 28  # leaderboard rows and chart legends stay on one line; the legend table has full labels

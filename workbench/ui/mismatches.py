@@ -21,6 +21,7 @@ from workbench.evaluation.label_errors import (
 )
 from workbench.evaluation.mismatches import MISMATCH_SORTS
 from workbench.evaluation.mismatches import mismatches as find_mismatches
+from workbench.metrics import metric_view
 from workbench.run import runner
 from workbench.ui import cache
 from workbench.ui.common import escape_markdown, friendly_errors, show_image
@@ -57,8 +58,7 @@ def _unmark(eval_set: str, pair_id: str, db: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ metrics policy
-BEFORE_AFTER_METRICS = ("pair/accuracy", "pair/f1", "pair/roc_auc", "pair/pr_auc", "pair/ece", "t2i/success@5",
-                        "t2i/mrr", "i2t/success@5")
+BEFORE_AFTER_METRICS = metric_view("before_after")
 
 
 def exclusion_toggle(run_id: str, db: str, version: tuple) -> None:
