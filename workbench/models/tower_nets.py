@@ -44,19 +44,33 @@ class ConvNet(RegionNet):
         return self.features(pixels)
 
 
-class CharGRU(nn.Module):
+class _BiRNNText(nn.Module):
+    """Embedding → bidirectional RNN → per-token projection; padded positions are zeroed and masked out."""
+
+    embed: nn.Embedding
+    proj: nn.Linear
+
+    def _rnn(self) -> nn.RNNBase:
+        raise NotImplementedError
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = self._rnn()(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
+        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
+        return self.proj(states) * mask.unsqueeze(-1), mask
+
+
+class CharGRU(_BiRNNText):
+    # attribute names are the state-dict keys of saved towers: keep "gru"
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, dim: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
         self.proj = nn.Linear(2 * hidden, dim)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = self.gru(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
-        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
-        return self.proj(states) * mask.unsqueeze(-1), mask
+    def _rnn(self) -> nn.RNNBase:
+        return self.gru
 
 
 class VGGNet(RegionNet):
@@ -112,16 +126,13 @@ class ResNet(RegionNet):
         return self.stages(self.stem(pixels))
 
 
-class WordLSTM(nn.Module):
+class WordLSTM(_BiRNNText):
+    # attribute names are the state-dict keys of saved towers: keep "lstm"
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, dim: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True, bidirectional=True)
         self.proj = nn.Linear(2 * hidden, dim)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        packed = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = self.lstm(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=ids.shape[1])
-        mask = torch.arange(ids.shape[1], device=ids.device)[None] < lengths.to(ids.device)[:, None]
-        return self.proj(states) * mask.unsqueeze(-1), mask
+    def _rnn(self) -> nn.RNNBase:
+        return self.lstm

@@ -280,30 +280,27 @@ class AttentionFusionHead(_EncodedTokenPairHead):
             img.shape[2], txt.shape[2], o["width"], o["num_heads"], int(o["layers"]), o["hidden"], o["dropout"]
         )
 
+    def _fuse_output(self, data: FusionData, image_idx: np.ndarray, text_idx: np.ndarray, which: int,
+                     width: int) -> np.ndarray:
+        """Output ``which`` of ``model.fuse`` (0: fused vectors, 1: pooling weights) for the pairs, in chunks."""
+        self._check_fitted()
+        self._check_data(data)
+        ii, tt = as_pair_index(image_idx, text_idx)
+        self.model.eval()
+        with torch.inference_mode():
+            parts = [
+                self.model.fuse(*self._encoded(data, ii[s : s + SCORE_CHUNK], tt[s : s + SCORE_CHUNK]))[which]
+                .cpu().numpy()
+                for s in range(0, len(ii), SCORE_CHUNK)
+            ]
+        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
     def pooling_weights(self, data: FusionData, image_idx: np.ndarray, text_idx: np.ndarray) -> np.ndarray:
         """(N, Li + Lt) weights of the learned pooling query over each pair's image then text tokens (head-averaged;
         padded tokens get 0)."""
-        self._check_fitted()
-        self._check_data(data)
-        ii, tt = as_pair_index(image_idx, text_idx)
-        self.model.eval()
-        with torch.inference_mode():
-            parts = [
-                self.model.fuse(*self._encoded(data, ii[s : s + SCORE_CHUNK], tt[s : s + SCORE_CHUNK]))[1].cpu().numpy()
-                for s in range(0, len(ii), SCORE_CHUNK)
-            ]
-        width = data.image_tokens.shape[1] + data.text_tokens.shape[1]
-        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+        width = sum(t.shape[1] for t in (data.image_tokens, data.text_tokens) if t is not None)
+        return self._fuse_output(data, image_idx, text_idx, 1, width)
 
     def fused(self, data: FusionData, image_idx: np.ndarray, text_idx: np.ndarray) -> np.ndarray:
         """(N, width) fused product representations of the pairs (before the match MLP)."""
-        self._check_fitted()
-        self._check_data(data)
-        ii, tt = as_pair_index(image_idx, text_idx)
-        self.model.eval()
-        with torch.inference_mode():
-            parts = [
-                self.model.fuse(*self._encoded(data, ii[s : s + SCORE_CHUNK], tt[s : s + SCORE_CHUNK]))[0].cpu().numpy()
-                for s in range(0, len(ii), SCORE_CHUNK)
-            ]
-        return np.concatenate(parts) if parts else np.zeros((0, self.options["width"]), np.float32)
+        return self._fuse_output(data, image_idx, text_idx, 0, self.options["width"])
